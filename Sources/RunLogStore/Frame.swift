@@ -1,0 +1,218 @@
+/// A frame's fixed header, as stored before its payload (52 bytes, see `FORMAT.md`).
+public struct FrameHeader: Sendable, Hashable {
+    public var storedLength: UInt32
+    public var rawLength: UInt32
+    public var recordCount: UInt32
+    public var sequence: UInt64
+    public var firstStep: Int64
+    public var lastStep: Int64
+    public var codec: LogFormat.Codec
+    public var flags: LogFormat.FrameFlags
+    public var payloadCRC: UInt32
+
+    /// The frame's total size on disk, header included.
+    public var frameSize: Int { LogFormat.frameHeaderSize + Int(storedLength) }
+    /// The steps of the frame's history rows, if it has any.
+    public var stepRange: ClosedRange<Int64>? { flags.contains(.hasHistory) ? firstStep...lastStep : nil }
+
+    func encode() -> [UInt8] {
+        var w = ByteWriter(capacity: LogFormat.frameHeaderSize)
+        w.append(LogFormat.frameMagic)
+        w.u32(storedLength)
+        w.u32(rawLength)
+        w.u32(recordCount)
+        w.u64(sequence)
+        w.u64(UInt64(bitPattern: firstStep))
+        w.u64(UInt64(bitPattern: lastStep))
+        w.u8(codec.rawValue)
+        w.u8(flags.rawValue)
+        w.u16(0)
+        w.u32(payloadCRC)
+        w.u32(CRC32C.checksum(w.bytes))
+        return w.bytes
+    }
+
+    enum ParseFailure: Error { case badMagic, badChecksum, badField(String) }
+
+    /// Parses and checks a header: magic, checksum, and field ranges.
+    static func parse(_ b: [UInt8], at o: Int = 0) -> Result<FrameHeader, ParseFailure> {
+        guard b.count - o >= LogFormat.frameHeaderSize else { return .failure(.badField("short header")) }
+        for i in 0..<4 where b[o + i] != LogFormat.frameMagic[i] { return .failure(.badMagic) }
+        let crc = b.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[o..<o + 48])) }
+        guard crc == b.readLE(UInt32.self, at: o + 48) else { return .failure(.badChecksum) }
+        guard let codec = LogFormat.Codec(rawValue: b[o + 40]) else { return .failure(.badField("unknown codec \(b[o + 40])")) }
+        let h = FrameHeader(
+            storedLength: b.readLE(UInt32.self, at: o + 4), rawLength: b.readLE(UInt32.self, at: o + 8),
+            recordCount: b.readLE(UInt32.self, at: o + 12), sequence: b.readLE(UInt64.self, at: o + 16),
+            firstStep: b.readLE(Int64.self, at: o + 24), lastStep: b.readLE(Int64.self, at: o + 32),
+            codec: codec, flags: LogFormat.FrameFlags(rawValue: b[o + 41]), payloadCRC: b.readLE(UInt32.self, at: o + 44))
+        guard Int(h.storedLength) <= LogFormat.maxStoredPayload, Int(h.rawLength) <= LogFormat.maxRawPayload else {
+            return .failure(.badField("payload length out of range"))
+        }
+        return .success(h)
+    }
+}
+
+/// Records collected for one frame, in order, with history rows kept in columnar blocks.
+struct FrameBuilder: Sendable {
+    enum Item: Sendable {
+        case record(Record)
+        case block(HistoryBlockBuilder)
+    }
+    private(set) var items: [Item] = []
+    private(set) var recordCount = 0
+    private(set) var rowCount = 0
+    private(set) var firstStep: Int64 = 0
+    private(set) var lastStep: Int64 = 0
+    private(set) var flags: LogFormat.FrameFlags = []
+    private(set) var approximateBytes = 0
+    /// Set on frames written by compaction.
+    var compacted = false
+    private var rowCapacity: Int
+
+    init(rowCapacity: Int = 1024) { self.rowCapacity = rowCapacity }
+
+    var isEmpty: Bool { recordCount == 0 }
+
+    private mutating func noteStep(_ step: Int64, branch: UInt32) {
+        guard branch == 0 else { return }
+        if flags.contains(.hasHistory) {
+            firstStep = min(firstStep, step)
+            lastStep = max(lastStep, step)
+        } else {
+            flags.insert(.hasHistory)
+            firstStep = step
+            lastStep = step
+        }
+    }
+
+    private mutating func withOpenBlock(branch: UInt32, _ body: (inout HistoryBlockBuilder) -> Void) {
+        if case .block(var b)? = items.last, b.branch == branch {
+            items[items.count - 1] = .record(.tags([]))  // drop the reference so `b` is unique
+            let before = b.approximateBytes
+            body(&b)
+            approximateBytes += b.approximateBytes - before
+            items[items.count - 1] = .block(b)
+        } else {
+            var b = HistoryBlockBuilder(branch: branch, capacity: rowCapacity)
+            body(&b)
+            approximateBytes += b.approximateBytes
+            items.append(.block(b))
+        }
+        recordCount += 1
+        rowCount += 1
+    }
+
+    mutating func append(_ record: Record) {
+        if case .history(let row) = record {
+            appendRow(step: row.step, timestamp: row.timestamp, values: row.values, branch: row.branch)
+            return
+        }
+        items.append(.record(record))
+        recordCount += 1
+        flags.insert(.hasState)
+        if case .rewind = record { flags.insert(.hasRewind) }
+        approximateBytes += 64
+    }
+
+    mutating func appendRow(step: Int64, timestamp: Int64, values: [String: Value], branch: UInt32 = 0) {
+        noteStep(step, branch: branch)
+        withOpenBlock(branch: branch) { $0.append(step: step, timestamp: timestamp, values: values) }
+    }
+
+    mutating func appendRow(step: Int64, timestamp: Int64, keys: [String], doubles: UnsafeBufferPointer<Double>) {
+        noteStep(step, branch: 0)
+        withOpenBlock(branch: 0) { $0.append(step: step, timestamp: timestamp, keys: keys, doubles: doubles) }
+    }
+
+    /// The uncompressed payload: each record as kind, body length, body.
+    func encodePayload() throws(StoreError) -> [UInt8] {
+        var w = ByteWriter(capacity: approximateBytes + 64)
+        var body = ByteWriter(capacity: 256)
+        for item in items {
+            body.bytes.removeAll(keepingCapacity: true)
+            switch item {
+            case .block(let b):
+                w.u8(LogFormat.RecordKind.historyBlock.rawValue)
+                try b.encode(into: &body)
+            case .record(.unknown(let kind, let bytes)):
+                w.u8(kind)
+                body.append(bytes)
+            case .record(let r):
+                w.u8(r.kind!.rawValue)
+                try body.object(r.bodyObject())
+            }
+            guard body.bytes.count <= LogFormat.maxRawPayload / 2 else {
+                throw StoreError(.valueTooLarge, "a record of \(body.bytes.count) bytes exceeds the frame limit of \(LogFormat.maxRawPayload / 2) bytes")
+            }
+            w.uvarint(UInt64(body.bytes.count))
+            w.append(body.bytes)
+        }
+        return w.bytes
+    }
+
+    /// Compresses and checksums the payload into a complete frame.
+    func encodeFrame(sequence: UInt64, zstd: ZstdContext, level: Int32) throws(StoreError) -> (header: FrameHeader, bytes: [UInt8]) {
+        let raw = try encodePayload()
+        var stored = [UInt8]()
+        var codec = LogFormat.Codec.zstd
+        try raw.withUnsafeBytes { r in Result { () throws(StoreError) in try zstd.compress(r, level: level, into: &stored) } }.get()
+        if stored.count >= raw.count {
+            stored = raw
+            codec = .none
+        }
+        guard stored.count <= LogFormat.maxStoredPayload else {
+            throw StoreError(.valueTooLarge, "frame payload of \(stored.count) bytes exceeds \(LogFormat.maxStoredPayload)")
+        }
+        var f = flags
+        if compacted { f.insert(.compacted) }
+        let header = FrameHeader(
+            storedLength: UInt32(stored.count), rawLength: UInt32(raw.count), recordCount: UInt32(recordCount),
+            sequence: sequence, firstStep: flags.contains(.hasHistory) ? firstStep : 0,
+            lastStep: flags.contains(.hasHistory) ? lastStep : 0, codec: codec, flags: f,
+            payloadCRC: CRC32C.checksum(stored))
+        var bytes = header.encode()
+        bytes.append(contentsOf: stored)
+        return (header, bytes)
+    }
+}
+
+/// Decoding of a frame payload back into records.
+enum FrameDecoder {
+    /// Decompresses a stored payload (already checksummed).
+    static func rawPayload(header: FrameHeader, stored: [UInt8], zstd: ZstdContext) throws(DecodeError) -> [UInt8] {
+        switch header.codec {
+        case .none:
+            guard stored.count == Int(header.rawLength) else { throw DecodeError("raw length mismatch") }
+            return stored
+        case .zstd:
+            return try stored.withUnsafeBytes { s in
+                Result { () throws(DecodeError) in try zstd.decompress(s, rawLength: Int(header.rawLength)) }
+            }.get()
+        }
+    }
+
+    /// Decodes a raw payload into records; unknown kinds become `.unknown` and are reported.
+    static func records(_ raw: [UInt8], unknownKind: (UInt8) -> Void = { _ in }) throws(DecodeError) -> [Record] {
+        var r = ByteReader(raw)
+        var out: [Record] = []
+        while !r.isAtEnd {
+            let kindByte = try r.u8()
+            let length = try r.length()
+            var body = ByteReader(r.bytes, offset: r.offset, end: r.offset + length)
+            r.offset += length
+            guard let kind = LogFormat.RecordKind(rawValue: kindByte) else {
+                unknownKind(kindByte)
+                out.append(.unknown(kind: kindByte, body: Array(raw[body.offset..<body.end])))
+                continue
+            }
+            if kind == .historyBlock {
+                for row in try HistoryBlockBuilder.decodeRows(&body) { out.append(.history(row)) }
+            } else {
+                out.append(try Record.fromBody(kind: kind, try body.object()))
+            }
+            guard body.isAtEnd else { throw DecodeError("record of kind \(kind) has \(body.remaining) trailing bytes") }
+        }
+        return out
+    }
+}

@@ -1,0 +1,258 @@
+/// Columnar staging of history rows, and the history-block encoding (see `FORMAT.md`).
+///
+/// Rows are appended one at a time into per-metric columns; doubles stay as raw bit
+/// patterns so that sealing a block is a tight loop (XOR with the previous value, split
+/// into 8 byte planes) that zstd then compresses well.
+struct HistoryBlockBuilder: Sendable {
+    var branch: UInt32 = 0
+    private(set) var steps: [Int64] = []
+    private(set) var timestamps: [Int64] = []
+    private(set) var columns: [Column] = []
+    private var columnIndex: [String: Int] = [:]
+    /// A rough count of the bytes the rows take before compression.
+    private(set) var approximateBytes = 0
+
+    var rowCount: Int { steps.count }
+    var isEmpty: Bool { steps.isEmpty }
+
+    init(branch: UInt32 = 0, capacity: Int = 0) {
+        self.branch = branch
+        steps.reserveCapacity(capacity)
+        timestamps.reserveCapacity(capacity)
+    }
+
+    struct Column: Sendable {
+        enum Storage: Sendable {
+            case doubles([UInt64])
+            case ints([Int64])
+            case generic([Value])
+        }
+        let key: String
+        var storage: Storage
+        /// Row of the first value.
+        let firstRow: Int
+        /// Values stored.
+        var count = 0
+        /// One bit per row once a row lacked this column; nil while rows `firstRow..<firstRow+count` all have it.
+        var present: [UInt64]?
+
+        init(key: String, first: Value, row: Int, capacity: Int) {
+            self.key = key
+            firstRow = row
+            switch first {
+            case .double: var a = [UInt64](); a.reserveCapacity(capacity); storage = .doubles(a)
+            case .int: var a = [Int64](); a.reserveCapacity(capacity); storage = .ints(a)
+            default: storage = .generic([])
+            }
+        }
+
+        mutating func append(_ v: Value, row: Int) {
+            if present == nil, firstRow + count != row {
+                var bits = [UInt64](repeating: 0, count: row / 64 + 1)
+                for r in firstRow..<firstRow + count { bits[r >> 6] |= 1 << UInt64(r & 63) }
+                present = bits
+            }
+            if present != nil {
+                while present!.count <= row >> 6 { present!.append(0) }
+                present![row >> 6] |= 1 << UInt64(row & 63)
+            }
+            count += 1
+            switch (storage, v) {
+            case (.doubles(var a), .double(let d)):
+                storage = .generic([])  // release the buffer so the append below does not copy
+                a.append(d.bitPattern)
+                storage = .doubles(a)
+            case (.ints(var a), .int(let i)):
+                storage = .generic([])
+                a.append(i)
+                storage = .ints(a)
+            case (.generic(var a), _):
+                storage = .generic([])
+                a.append(v)
+                storage = .generic(a)
+            default:
+                var all = values
+                all.append(v)
+                storage = .generic(all)
+            }
+        }
+
+        /// The stored values in row order (only present rows).
+        var values: [Value] {
+            switch storage {
+            case .doubles(let a): return a.map { .double(Double(bitPattern: $0)) }
+            case .ints(let a): return a.map { .int($0) }
+            case .generic(let a): return a
+            }
+        }
+
+        func isPresent(row: Int) -> Bool {
+            if let present { return row >> 6 < present.count && present[row >> 6] & (1 << UInt64(row & 63)) != 0 }
+            return row >= firstRow && row < firstRow + count
+        }
+    }
+
+    mutating func append(step: Int64, timestamp: Int64, values: [String: Value]) {
+        let row = steps.count
+        steps.append(step)
+        timestamps.append(timestamp)
+        approximateBytes += 12 + values.count * 9
+        for (key, v) in values {
+            if let ci = columnIndex[key] {
+                columns[ci].append(v, row: row)
+            } else {
+                columnIndex[key] = columns.count
+                var c = Column(key: key, first: v, row: row, capacity: steps.capacity)
+                c.append(v, row: row)
+                columns.append(c)
+                approximateBytes += key.utf8.count
+            }
+        }
+    }
+
+    /// Appends a row whose values are all doubles, keyed by `keys` (no dictionary in between).
+    mutating func append(step: Int64, timestamp: Int64, keys: [String], doubles: UnsafeBufferPointer<Double>) {
+        let row = steps.count
+        steps.append(step)
+        timestamps.append(timestamp)
+        approximateBytes += 12 + keys.count * 9
+        for i in 0..<keys.count {
+            let v = Value.double(doubles[i])
+            // Fast path: the i-th column is usually the i-th key of the previous row.
+            if i < columns.count, columns[i].key == keys[i] {
+                columns[i].append(v, row: row)
+            } else if let ci = columnIndex[keys[i]] {
+                columns[ci].append(v, row: row)
+            } else {
+                columnIndex[keys[i]] = columns.count
+                var c = Column(key: keys[i], first: v, row: row, capacity: steps.capacity)
+                c.append(v, row: row)
+                columns.append(c)
+            }
+        }
+    }
+
+    /// Writes the block body (without the record kind and length).
+    func encode(into w: inout ByteWriter) throws(StoreError) {
+        let n = steps.count
+        w.uvarint(UInt64(branch))
+        w.uvarint(UInt64(n))
+        var prev: Int64 = 0
+        for s in steps { w.svarint(s &- prev); prev = s }
+        prev = 0
+        for t in timestamps { w.svarint(t &- prev); prev = t }
+        w.uvarint(UInt64(columns.count))
+        var data = ByteWriter(capacity: n * 8 + 16)
+        for c in columns {
+            w.string(c.key)
+            if c.present == nil, c.firstRow == 0, c.count == n {
+                w.u8(LogFormat.Presence.everyRow.rawValue)
+            } else {
+                w.u8(LogFormat.Presence.bitmap.rawValue)
+                var bitmap = [UInt8](repeating: 0, count: (n + 7) / 8)
+                for r in 0..<n where c.isPresent(row: r) { bitmap[r >> 3] |= 1 << UInt8(r & 7) }
+                w.append(bitmap)
+            }
+            data.bytes.removeAll(keepingCapacity: true)
+            switch c.storage {
+            case .doubles(let bits):
+                w.u8(LogFormat.ColumnEncoding.doubleXORShuffle.rawValue)
+                Self.shuffleDoubles(bits, xor: true, into: &data.bytes)
+            case .ints(let ints):
+                w.u8(LogFormat.ColumnEncoding.intDelta.rawValue)
+                var p: Int64 = 0
+                for i in ints { data.svarint(i &- p); p = i }
+            case .generic(let vs):
+                w.u8(LogFormat.ColumnEncoding.generic.rawValue)
+                for v in vs { try data.value(v) }
+            }
+            w.uvarint(UInt64(data.bytes.count))
+            w.append(data.bytes)
+        }
+    }
+
+    /// Byte planes of the (optionally XOR-ed) bit patterns: plane b holds byte b of each value.
+    static func shuffleDoubles(_ bits: [UInt64], xor: Bool, into out: inout [UInt8]) {
+        let m = bits.count
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: m * 8))
+        out.withUnsafeMutableBufferPointer { o in
+            bits.withUnsafeBufferPointer { b in
+                var prev: UInt64 = 0
+                for i in 0..<m {
+                    let x = xor ? b[i] ^ prev : b[i]
+                    prev = b[i]
+                    var v = x
+                    for plane in 0..<8 {
+                        o[start + plane * m + i] = UInt8(truncatingIfNeeded: v)
+                        v >>= 8
+                    }
+                }
+            }
+        }
+    }
+
+    static func unshuffleDoubles(_ r: inout ByteReader, count m: Int, xor: Bool) throws(DecodeError) -> [UInt64] {
+        let planes = try r.take(m * 8)
+        let base = planes.startIndex
+        var out = [UInt64](repeating: 0, count: m)
+        var prev: UInt64 = 0
+        for i in 0..<m {
+            var v: UInt64 = 0
+            for plane in 0..<8 { v |= UInt64(planes[base + plane * m + i]) << (8 * UInt64(plane)) }
+            if xor { v ^= prev; prev = v }
+            out[i] = v
+        }
+        return out
+    }
+
+    /// Decodes a block body into rows.
+    static func decodeRows(_ r: inout ByteReader) throws(DecodeError) -> [HistoryRow] {
+        let branch = UInt32(truncatingIfNeeded: try r.uvarint())
+        let n = try r.length()  // each row takes at least two bytes (step and time deltas)
+        var rows = [HistoryRow]()
+        rows.reserveCapacity(n)
+        var step: Int64 = 0
+        var steps = [Int64](repeating: 0, count: n)
+        for i in 0..<n { step &+= try r.svarint(); steps[i] = step }
+        var t: Int64 = 0
+        for i in 0..<n {
+            t &+= try r.svarint()
+            rows.append(HistoryRow(step: steps[i], timestamp: t, values: [:], branch: branch))
+        }
+        let columnCount = try r.length()
+        for _ in 0..<columnCount {
+            let key = try r.string()
+            let presenceByte = try r.u8()
+            var present: [Int]
+            switch LogFormat.Presence(rawValue: presenceByte) {
+            case .everyRow: present = Array(0..<n)
+            case .bitmap:
+                let bitmap = try r.take((n + 7) / 8)
+                present = []
+                for row in 0..<n where bitmap[bitmap.startIndex + row >> 3] & (1 << UInt8(row & 7)) != 0 { present.append(row) }
+            case nil: throw DecodeError("unknown presence \(presenceByte) in column \(key)")
+            }
+            let encodingByte = try r.u8()
+            let length = try r.length()
+            var c = ByteReader(r.bytes, offset: r.offset, end: r.offset + length)
+            r.offset += length
+            let m = present.count
+            switch LogFormat.ColumnEncoding(rawValue: encodingByte) {
+            case .doubleXORShuffle, .doubleShuffle:
+                guard length == m * 8 else { throw DecodeError("column \(key): \(length) bytes for \(m) doubles") }
+                let bits = try unshuffleDoubles(&c, count: m, xor: encodingByte == LogFormat.ColumnEncoding.doubleXORShuffle.rawValue)
+                for (i, row) in present.enumerated() { rows[row].values[key] = .double(Double(bitPattern: bits[i])) }
+            case .intDelta:
+                var p: Int64 = 0
+                for row in present { p &+= try c.svarint(); rows[row].values[key] = .int(p) }
+            case .generic:
+                for row in present { rows[row].values[key] = try c.value() }
+            case nil:
+                throw DecodeError("unknown column encoding \(encodingByte) in column \(key)")
+            }
+            guard c.isAtEnd else { throw DecodeError("column \(key) has \(c.remaining) trailing bytes") }
+        }
+        return rows
+    }
+}
