@@ -68,6 +68,8 @@ struct FrameBuilder: Sendable {
     private(set) var approximateBytes = 0
     /// Set on frames written by compaction.
     var compacted = false
+    /// Try each double column both ways and keep the smaller (compaction).
+    var chooseEncodings = false
     private var rowCapacity: Int
 
     init(rowCapacity: Int = 1024) { self.rowCapacity = rowCapacity }
@@ -134,7 +136,7 @@ struct FrameBuilder: Sendable {
             switch item {
             case .block(let b):
                 w.u8(LogFormat.RecordKind.historyBlock.rawValue)
-                try b.encode(into: &body)
+                try b.encode(into: &body, chooseEncodings: chooseEncodings)
             case .record(.unknown(let kind, let bytes)):
                 w.u8(kind)
                 body.append(bytes)

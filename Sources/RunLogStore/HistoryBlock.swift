@@ -133,7 +133,7 @@ struct HistoryBlockBuilder: Sendable {
     }
 
     /// Writes the block body (without the record kind and length).
-    func encode(into w: inout ByteWriter) throws(StoreError) {
+    func encode(into w: inout ByteWriter, chooseEncodings: Bool = false) throws(StoreError) {
         let n = steps.count
         w.uvarint(UInt64(branch))
         w.uvarint(UInt64(n))
@@ -156,8 +156,17 @@ struct HistoryBlockBuilder: Sendable {
             data.bytes.removeAll(keepingCapacity: true)
             switch c.storage {
             case .doubles(let bits):
-                w.u8(LogFormat.ColumnEncoding.doubleXORShuffle.rawValue)
                 Self.shuffleDoubles(bits, xor: true, into: &data.bytes)
+                var encoding = LogFormat.ColumnEncoding.doubleXORShuffle
+                if chooseEncodings, bits.count >= 64 {
+                    var plain: [UInt8] = []
+                    Self.shuffleDoubles(bits, xor: false, into: &plain)
+                    if Self.compressedSize(plain) < Self.compressedSize(data.bytes) {
+                        data.bytes = plain
+                        encoding = .doubleShuffle
+                    }
+                }
+                w.u8(encoding.rawValue)
             case .ints(let ints):
                 w.u8(LogFormat.ColumnEncoding.intDelta.rawValue)
                 var p: Int64 = 0
@@ -169,6 +178,16 @@ struct HistoryBlockBuilder: Sendable {
             w.uvarint(UInt64(data.bytes.count))
             w.append(data.bytes)
         }
+    }
+
+    /// The zstd-compressed size of `bytes`, to compare encodings.
+    static func compressedSize(_ bytes: [UInt8]) -> Int {
+        var out: [UInt8] = []
+        let ctx = ZstdContext()
+        do {
+            try bytes.withUnsafeBytes { b in Result { () throws(StoreError) in try ctx.compress(b, level: 3, into: &out) } }.get()
+        } catch { return bytes.count }
+        return out.count
     }
 
     /// Byte planes of the (optionally XOR-ed) bit patterns: plane b holds byte b of each value.

@@ -250,6 +250,15 @@ public final class LogWriter: @unchecked Sendable {
         if flusherRunning { try? close() }
     }
 
+    /// Syncs everything written so far to the device, whatever the durability mode.
+    public func syncNow() throws(StoreError) {
+        try flush()
+        try file.sync()
+        cond.lock()
+        syncedSequence = max(syncedSequence, writtenSequence)
+        cond.unlock()
+    }
+
     /// The sequence number of the last frame written.
     public var lastWrittenSequence: UInt64 {
         cond.lock(); defer { cond.unlock() }
