@@ -28,7 +28,7 @@ let package = Package(
         // The SDK: init / Run / log / finish on top of the store.
         .target(
             name: "RunLog",
-            dependencies: ["RunLogStore", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["RunLogStore", "CCRC32C", .product(name: "Logging", package: "swift-log")]
         ),
         .executableTarget(
             name: "runlog",
