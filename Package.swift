@@ -35,6 +35,7 @@ let package = Package(
             dependencies: [
                 "RunLog", "RunLogStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 

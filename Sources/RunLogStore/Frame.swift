@@ -122,9 +122,21 @@ struct FrameBuilder: Sendable {
         withOpenBlock(branch: branch) { $0.append(step: step, timestamp: timestamp, values: values) }
     }
 
+    mutating func appendRow(step: Int64, timestamp: Int64, doubles: [String: Double]) {
+        noteStep(step, branch: 0)
+        withOpenBlock(branch: 0) { $0.append(step: step, timestamp: timestamp, doubles: doubles) }
+    }
+
     mutating func appendRow(step: Int64, timestamp: Int64, keys: [String], doubles: UnsafeBufferPointer<Double>) {
         noteStep(step, branch: 0)
         withOpenBlock(branch: 0) { $0.append(step: step, timestamp: timestamp, keys: keys, doubles: doubles) }
+    }
+
+    /// Merges the last value of every live column into `latest`, in row order.
+    func mergeLastValues(into latest: inout [String: Value]) {
+        for case .block(let b) in items where b.branch == 0 {
+            for c in b.columns { if let v = c.lastValue { latest[c.key] = v } }
+        }
     }
 
     /// The uncompressed payload: each record as kind, body length, body.

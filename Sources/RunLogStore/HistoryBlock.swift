@@ -77,6 +77,15 @@ struct HistoryBlockBuilder: Sendable {
             }
         }
 
+        /// The value of the last row that has one.
+        var lastValue: Value? {
+            switch storage {
+            case .doubles(let a): return a.last.map { .double(Double(bitPattern: $0)) }
+            case .ints(let a): return a.last.map { .int($0) }
+            case .generic(let a): return a.last
+            }
+        }
+
         /// The stored values in row order (only present rows).
         var values: [Value] {
             switch storage {
@@ -104,6 +113,24 @@ struct HistoryBlockBuilder: Sendable {
                 columnIndex[key] = columns.count
                 var c = Column(key: key, first: v, row: row, capacity: steps.capacity)
                 c.append(v, row: row)
+                columns.append(c)
+                approximateBytes += key.utf8.count
+            }
+        }
+    }
+
+    mutating func append(step: Int64, timestamp: Int64, doubles: [String: Double]) {
+        let row = steps.count
+        steps.append(step)
+        timestamps.append(timestamp)
+        approximateBytes += 12 + doubles.count * 9
+        for (key, d) in doubles {
+            if let ci = columnIndex[key] {
+                columns[ci].append(.double(d), row: row)
+            } else {
+                columnIndex[key] = columns.count
+                var c = Column(key: key, first: .double(d), row: row, capacity: steps.capacity)
+                c.append(.double(d), row: row)
                 columns.append(c)
                 approximateBytes += key.utf8.count
             }

@@ -72,7 +72,7 @@ public final class LogWriter: @unchecked Sendable {
     private var lastSeal: UInt64
     private var frames: [FrameInfo]
     private var endOffset: UInt64
-    private var writing = false
+    private var latest: [String: Value] = [:]
 
     private init(directory: String, configuration: Configuration, logger: Logger, file: FileHandleFD, lockFile: FileHandleFD,
                  frames: [FrameInfo], end: UInt64, torn: UInt64) {
@@ -170,6 +170,12 @@ public final class LogWriter: @unchecked Sendable {
         try withOpenFrame { $0.appendRow(step: step, timestamp: t, values: values) }
     }
 
+    /// Appends a row of doubles, without converting the dictionary first.
+    public func appendRow(step: Int64, timestamp: Int64? = nil, doubles: [String: Double]) throws(StoreError) {
+        let t = timestamp ?? FileSystem.nowMicros()
+        try withOpenFrame { $0.appendRow(step: step, timestamp: t, doubles: doubles) }
+    }
+
     /// Appends a row of doubles keyed by `keys`, without building a dictionary: the fast path
     /// for a fixed set of metrics.
     public func appendRow(step: Int64, timestamp: Int64? = nil, keys: [String], doubles: [Double]) throws(StoreError) {
@@ -196,6 +202,7 @@ public final class LogWriter: @unchecked Sendable {
 
     private func sealLocked() {
         guard !open.isEmpty else { return }
+        open.mergeLastValues(into: &latest)
         sealed.append((nextSequence, open))
         nextSequence += 1
         open = FrameBuilder(rowCapacity: min(configuration.maxFrameRows, 4096))
@@ -257,6 +264,14 @@ public final class LogWriter: @unchecked Sendable {
         cond.lock()
         syncedSequence = max(syncedSequence, writtenSequence)
         cond.unlock()
+    }
+
+    /// The last value of every metric appended through this writer, for summaries.
+    public func latestValues() -> [String: Value] {
+        cond.lock(); defer { cond.unlock() }
+        var out = latest
+        open.mergeLastValues(into: &out)
+        return out
     }
 
     /// The sequence number of the last frame written.

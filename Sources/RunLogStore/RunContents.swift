@@ -257,3 +257,11 @@ extension LogReader {
         return out
     }
 }
+
+extension LogReader {
+    /// The last step of the live history, found without decoding the whole log.
+    public func lastLiveStep() throws(StoreError) -> Int64? {
+        let map = try archiveMap()
+        return try liveFrames(map).last?.lastStep
+    }
+}

@@ -20,6 +20,14 @@ public enum RunDirectory {
         return try LogReader(path: path, options: options)
     }
 
+    /// Whether a writer (in this or another process) holds the run open.
+    public static func isLocked(_ directory: String) -> Bool {
+        guard FileSystem.exists(directory + "/" + LogFormat.lockFileName) else { return false }
+        guard let lock = try? LogWriter.acquireLock(directory: directory) else { return true }
+        lock.close()
+        return false
+    }
+
     /// What a fork produced.
     public struct ForkResult: Sendable {
         public var directory: String

@@ -1,14 +1,26 @@
 import ArgumentParser
 import Foundation
+import Logging
 import RunLogStore
 
 @main
 struct RunlogCommand: ParsableCommand {
+    /// Logs go to stderr at `warning` and above unless RUNLOG_LOG_LEVEL says otherwise.
+    static func main() {
+        let level = ProcessInfo.processInfo.environment["RUNLOG_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        Self.main(nil)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "runlog",
         abstract: "RunLog: a native Swift experiment tracker.",
         subcommands: [
-            Verify.self, Show.self, Compact.self, Rewind.self, Fork.self, StressWrite.self,
+            Demo.self, Verify.self, Show.self, Compact.self, Rewind.self, Fork.self, StressWrite.self,
         ]
     )
 }
