@@ -51,6 +51,9 @@ final class ConsoleCapture: @unchecked Sendable {
                     try? writer.append(.console(ConsoleLine(stream: stream, timestamp: Run.nowMicros(), text: String(decoding: buffer, as: UTF8.self))))
                 }
                 close(readEnd)
+                // Closed here, not in stop(): until the pipe is drained this thread still copies
+                // to it, and a descriptor closed early could be reused by another open().
+                close(original)
                 done.leave()
             }
             t.name = "runlog-console-\(fd)"
@@ -63,7 +66,6 @@ final class ConsoleCapture: @unchecked Sendable {
         for s in saved {
             // Restoring the descriptor closes the pipe's last write end: the reader drains and ends.
             dup2(s.original, s.fd)
-            close(s.original)
         }
         _ = done.wait(timeout: .now() + 2)
         saved = []

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import RunLogStore
 
 /// Where a run's data goes.
@@ -99,8 +100,26 @@ public struct Settings: Sendable {
     public var tensorboardPollInterval: Duration = .seconds(1)
     /// Sync concurrency (online mode and `runlog sync`). Default 4.
     public var syncConcurrency = 4
+    /// Uploads the run while it is written in online mode (RunLogSync's `OnlineSync`).
+    /// Without one, online mode logs offline and says so once.
+    public var uploader: (any LiveUploader)?
+    /// How long `finish` waits for an online run's upload to catch up. Default 30 s.
+    public var onlineFinishTimeout: Duration = .seconds(30)
     /// Environment variables to read overrides from. Default: the process environment.
     public var environment: [String: String]?
 
     public init() {}
+}
+
+/// Sends a run's log to a server while it is being written (online mode). `log` never waits
+/// for it: it reads the log's frames as they reach the disk.
+public protocol LiveUploader: Sendable {
+    func startUploading(runDirectory: String, entity: String?, project: String, id: String, logger: Logger) -> any LiveUpload
+}
+
+/// One run's upload in progress.
+public protocol LiveUpload: Sendable {
+    /// Called after the log is closed: waits until the server has everything, at most `timeout`.
+    /// - Returns: whether the upload caught up.
+    func finish(timeout: Duration) async -> Bool
 }

@@ -59,6 +59,8 @@ extension Run {
             throw .usage("\(error)")
         }
         var settings = settings
+        let rawEnvironment = settings.environment ?? ProcessInfo.processInfo.environment
+        if rawEnvironment["RUNLOG_HANDLE_SIGNALS"] == "0" { settings.handleSignals = false }
         if settings.apiKey == nil { settings.apiKey = env.apiKey }
         if settings.serverURL == nil { settings.serverURL = env.baseURL }
         if let c = env.console, !settings.consoleCapture { settings.consoleCapture = c != "off" }
@@ -143,8 +145,8 @@ extension Run {
         }
 
         var effectiveMode = resolvedMode
-        if resolvedMode == .online {
-            logger.warning("online mode is not available yet in this build: logging offline; sync later with `runlog sync`")
+        if resolvedMode == .online, settings.uploader == nil {
+            logger.warning("online mode needs an uploader (settings.uploader = OnlineSync(...) from RunLogSync, or RUNLOG_BASE_URL and a key): logging offline; sync later with `runlog sync`")
             effectiveMode = .offline
         }
 
@@ -222,6 +224,10 @@ extension Run {
         run.startServices(systemMetrics: settings.systemMetricsInterval != nil, console: settings.consoleCapture,
                           tensorboardDirectory: followTensorboard
                               ? (settings.tensorboardLogDirectory ?? FileManager.default.currentDirectoryPath) : nil)
+        if effectiveMode == .online, let uploader = settings.uploader {
+            run.upload = uploader.startUploading(runDirectory: opened.directory, entity: run.entity, project: projectName,
+                                                 id: opened.id, logger: logger)
+        }
         root.markLatest(opened.id)
         return run
     }

@@ -43,11 +43,15 @@ public final class Run: @unchecked Sendable {
     let writer: LogWriter?
     let state: Mutex<State>
     private let services: RunServices
+    /// The online upload, set once by `start` before the run is returned.
+    nonisolated(unsafe) var upload: (any LiveUpload)?
 
     struct State {
         var step: Int64 = 0
         var pending: [String: Value] = [:]
         var droppedSteps: Int64 = 0
+        /// `finish` has begun (it runs once); `finished`: rows are refused from then on.
+        var finishing = false
         var finished = false
         var name: String
         var notes: String?
@@ -95,17 +99,21 @@ public final class Run: @unchecked Sendable {
     ///   `strictSteps`; a generic error once the run is finished.
     public func log(_ metrics: [String: Double], step: Int64? = nil, commit: Bool? = nil) throws(RunLogError) {
         guard let writer else { return }
-        // Fast path: no accumulation, no explicit step.
-        let fast: Int64? = state.withLock { s in
-            guard step == nil, commit != false, s.pending.isEmpty, !s.finished else { return nil }
-            let current = s.step
+        if metrics[""] != nil { throw .usage("metric names must not be empty") }
+        // Fast path: no accumulation, no explicit step. The row is appended under the lock so
+        // that rows from concurrent callers reach the log in step order.
+        let fast: Result<Bool, StoreError> = state.withLock { s in
+            guard step == nil, commit != false, s.pending.isEmpty, !s.finished else { return .success(false) }
+            do throws(StoreError) { try writer.appendRow(step: s.step, doubles: metrics) } catch { return .failure(error) }
             s.step += 1
-            return current
+            return .success(true)
         }
-        if let at = fast {
-            do { try writer.appendRow(step: at, doubles: metrics) } catch { throw storeError(error) }
+        switch fast {
+        case .success(true):
             summary.observe(metrics)
             return
+        case .failure(let error): throw storeError(error)
+        case .success(false): break
         }
         try log(metrics.mapValues(Value.double), step: step, commit: commit)
     }
@@ -143,6 +151,10 @@ public final class Run: @unchecked Sendable {
                 s.pending = [:]
                 s.step += 1
             }
+            // Appended under the lock: concurrent callers' rows reach the log in step order.
+            for (step, values) in rows {
+                do throws(StoreError) { try writer.appendRow(step: step, values: values) } catch { throw storeError(error) }
+            }
             return .rows(rows)
         }
         switch outcome {
@@ -155,10 +167,7 @@ public final class Run: @unchecked Sendable {
             let dropped = state.withLock { $0.droppedSteps }
             try? writer.append(.runMetadata(RunMetadata(["dropped_steps": .int(dropped)])))
         case .rows(let rows):
-            for (step, values) in rows {
-                do { try writer.appendRow(step: step, values: values) } catch { throw storeError(error) }
-                summary.observe(values)
-            }
+            for (_, values) in rows { summary.observe(values) }
         }
     }
 
@@ -264,16 +273,15 @@ public final class Run: @unchecked Sendable {
     /// ``Settings/durability``.
     public func flush() throws(RunLogError) {
         guard let writer else { return }
-        let pending: (Int64, [String: Value])? = state.withLock { s in
-            guard !s.pending.isEmpty else { return nil }
+        // The pending row is appended under the lock, like `log`'s rows, to keep step order.
+        let pending: Result<[String: Value]?, StoreError> = state.withLock { s in
+            guard !s.pending.isEmpty else { return .success(nil) }
+            do throws(StoreError) { try writer.appendRow(step: s.step, values: s.pending) } catch { return .failure(error) }
             defer { s.pending = [:]; s.step += 1 }
-            return (s.step, s.pending)
+            return .success(s.pending)
         }
         do {
-            if let (step, values) = pending {
-                try writer.appendRow(step: step, values: values)
-                summary.observe(values)
-            }
+            if let values = try pending.get() { summary.observe(values) }
             summary.writeIfChanged()
             try writer.flush()
         } catch {
@@ -291,12 +299,15 @@ public final class Run: @unchecked Sendable {
 
     func finish(exitCode: Int, state exitState: String, signal: Int32?, error: String?) throws(RunLogError) {
         let first = state.withLock { s in
-            defer { s.finished = true }
-            return !s.finished
+            defer { s.finishing = true }
+            return !s.finishing
         }
         guard first else { return }
         RunRegistry.shared.remove(self)
+        // Services drain with a last tick that may still log (TensorBoard scalars written
+        // since the last poll): the run refuses new rows only once they are stopped.
         services.stop()
+        state.withLock { $0.finished = true }
         guard let writer, let directory else { return }
         for (path, name) in services.endSaves {
             do { try copyIntoRun(path: path, name: name, policy: "end", directory: directory) } catch {
@@ -318,6 +329,21 @@ public final class Run: @unchecked Sendable {
             try writer.close()
         } catch {
             throw storeError(error)
+        }
+        if let upload {
+            let timeout = settings.onlineFinishTimeout
+            let done = DispatchSemaphore(value: 0)
+            let caughtUp = Mutex(false)
+            Task.detached {
+                let ok = await upload.finish(timeout: timeout)
+                caughtUp.withLock { $0 = ok }
+                done.signal()
+            }
+            done.wait()
+            if !caughtUp.withLock({ $0 }) {
+                logger.warning("the server did not get everything before finish timed out; the run is complete on disk: run `runlog sync` to finish the upload",
+                               metadata: ["run": "\(id)", "directory": "\(directory)"])
+            }
         }
     }
 

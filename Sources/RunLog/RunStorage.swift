@@ -165,7 +165,19 @@ struct RunStorage {
             defer { reader.close() }
             let state = try reader.state()
             let last = try reader.lastLiveStep()
-            return OpenedRun(id: newID, directory: dest, writer: writer, isNew: true, config: state.config, summary: state.summary,
+            // The copied summary is the source's as of its end: recompute each metric the
+            // source logged from the fork's history (as a rewind does), so no value from after
+            // the fork point leaks in. Explicit summary keys that were never logged stay.
+            let source = try RunDirectory.reader(directory(of: moment.runID))
+            defer { source.close() }
+            let sourceContents = try source.contents()
+            let forked = try reader.contents()
+            var summary = state.summary
+            for r in sourceContents.history { for k in r.values.keys { summary[k] = nil } }
+            for rows in sourceContents.archived.values { for r in rows { for k in r.values.keys { summary[k] = nil } } }
+            for r in forked.history { summary.merge(r.values) { _, new in new } }
+            if summary != state.summary { try writer.append(.summary(SummaryChange(replace: true, values: summary))) }
+            return OpenedRun(id: newID, directory: dest, writer: writer, isNew: true, config: state.config, summary: summary,
                              metadata: state.metadata, tags: state.tags, nextStep: (last ?? -1) + 1, forkedFrom: moment)
         } catch {
             try? writer.close()

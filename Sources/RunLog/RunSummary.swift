@@ -73,6 +73,8 @@ public final class RunSummary: @unchecked Sendable {
     /// Feeds a logged row to the metrics that have an aggregation.
     func observe(_ metrics: [String: Double]) {
         state.withLock { s in
+            // A removed key that is logged again is back in the summary (as in the `Value` path).
+            if !s.removed.isEmpty { s.removed = s.removed.filter { metrics[$0] == nil } }
             guard !s.aggregations.isEmpty else { return }
             for (k, agg) in s.aggregations where agg != .last {
                 if let v = metrics[k] { Self.add(v, to: &s.stats[k, default: Stats()]) }

@@ -250,6 +250,7 @@ public final class LogWriter: @unchecked Sendable {
         try file.sync()
         LogIndex.write(frames: frames, coveredLength: end, directory: directory)
         file.close()
+        try? lockFile.truncate(to: 0)  // no holder left to name
         lockFile.close()
     }
 

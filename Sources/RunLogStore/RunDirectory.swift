@@ -28,6 +28,17 @@ public enum RunDirectory {
         return false
     }
 
+    /// Whether a live process on this host holds the run open for writing, judged from the
+    /// lock file's contents without touching the lock (so it never gets in a writer's way).
+    public static func hasLiveWriter(_ directory: String) -> Bool {
+        guard let data = FileManager.default.contents(atPath: directory + "/" + LogFormat.lockFileName),
+              let text = String(data: data, encoding: .utf8) else { return false }
+        let words = text.split(separator: " ")
+        guard words.count >= 4, words[0] == "pid", let pid = Int32(words[1]) else { return false }
+        if words[3] != ProcessInfo.processInfo.hostName { return true }  // another host: assume live
+        return kill(pid, 0) == 0 || errno == EPERM
+    }
+
     /// What a fork produced.
     public struct ForkResult: Sendable {
         public var directory: String

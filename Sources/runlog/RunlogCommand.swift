@@ -4,23 +4,32 @@ import Logging
 import RunLogStore
 
 @main
-struct RunlogCommand: ParsableCommand {
+struct RunlogCommand: AsyncParsableCommand {
     /// Logs go to stderr at `warning` and above unless RUNLOG_LOG_LEVEL says otherwise.
-    static func main() {
+    static func main() async {
         let level = ProcessInfo.processInfo.environment["RUNLOG_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
         }
-        Self.main(nil)
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
     }
 
     static let configuration = CommandConfiguration(
         commandName: "runlog",
         abstract: "RunLog: a native Swift experiment tracker.",
         subcommands: [
-            Demo.self, Verify.self, Show.self, Compact.self, Rewind.self, Fork.self, StressWrite.self,
+            Demo.self, Verify.self, Show.self, Compact.self, Rewind.self, Fork.self, Sync.self, Ls.self, Login.self, GC.self, StressWrite.self,
         ]
     )
 }

@@ -1,0 +1,225 @@
+import RunLogStore
+
+/// The parser for wandb's `value_json` strings (in `ConfigItem`, `SummaryItem`, `HistoryItem`
+/// and `StatsItem`).
+///
+/// wandb writes JSON with two liberties that a strict JSON parser rejects or damages:
+/// - non-finite floats as the bare tokens `NaN`, `Infinity` and `-Infinity`;
+/// - integers exactly, beyond 2^53 (`9007199254740993`).
+///
+/// So a number without a fraction or exponent becomes ``Value/int(_:)`` when it fits in
+/// `Int64` (and ``Value/double(_:)`` otherwise); any other number becomes a double. `-0`
+/// stays a double negative zero. Floats are written in shortest form (`2.0` is `"2"`), so an
+/// integral float comes back as an int: the file cannot tell them apart.
+public enum WandbJSON {
+    /// Why a `value_json` string could not be parsed.
+    public struct ParseError: Error, Sendable, Hashable, CustomStringConvertible {
+        public var message: String
+        /// UTF-8 offset in the text.
+        public var index: Int
+        public var description: String { "\(message) at character \(index)" }
+    }
+
+    /// Nesting deeper than this is rejected (the parser recurses).
+    public static let maxDepth = 512
+
+    /// Parses one JSON value (surrounding whitespace allowed).
+    public static func parse(_ text: String) throws(ParseError) -> Value {
+        var text = text
+        let result = text.withUTF8 { bytes -> Result<Value, ParseError> in
+            var parser = Parser(bytes: bytes)
+            do throws(ParseError) {
+                parser.skipWhitespace()
+                let value = try parser.value(depth: 0)
+                parser.skipWhitespace()
+                guard parser.index == bytes.count else { throw parser.error("unexpected text after the value") }
+                return .success(value)
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    private struct Parser {
+        let bytes: UnsafeBufferPointer<UInt8>
+        var index = 0
+
+        func error(_ message: String) -> ParseError { ParseError(message: message, index: index) }
+
+        mutating func skipWhitespace() {
+            while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x0D || bytes[index] == 0x09 {
+                index += 1
+            }
+        }
+
+        mutating func literal(_ word: StaticString) -> Bool {
+            let count = word.utf8CodeUnitCount
+            guard bytes.count - index >= count else { return false }
+            let p = word.utf8Start
+            for k in 0..<count where bytes[index + k] != p[k] { return false }
+            index += count
+            return true
+        }
+
+        mutating func value(depth: Int) throws(ParseError) -> Value {
+            guard depth < WandbJSON.maxDepth else { throw error("nesting deeper than \(WandbJSON.maxDepth)") }
+            guard index < bytes.count else { throw error("unexpected end of text") }
+            switch bytes[index] {
+            case UInt8(ascii: "{"): return try object(depth: depth)
+            case UInt8(ascii: "["): return try array(depth: depth)
+            case UInt8(ascii: "\""): return .string(try string())
+            case UInt8(ascii: "t"): if literal("true") { return .bool(true) }
+            case UInt8(ascii: "f"): if literal("false") { return .bool(false) }
+            case UInt8(ascii: "n"): if literal("null") { return .null }
+            case UInt8(ascii: "N"): if literal("NaN") { return .double(.nan) }
+            case UInt8(ascii: "I"): if literal("Infinity") { return .double(.infinity) }
+            case UInt8(ascii: "-"):
+                if literal("-Infinity") { return .double(-.infinity) }
+                return try number()
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): return try number()
+            default: break
+            }
+            throw error("unexpected character")
+        }
+
+        mutating func object(depth: Int) throws(ParseError) -> Value {
+            index += 1
+            var result: [String: Value] = [:]
+            skipWhitespace()
+            if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(result) }
+            while true {
+                skipWhitespace()
+                guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a key") }
+                let key = try string()
+                skipWhitespace()
+                guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
+                index += 1
+                skipWhitespace()
+                result[key] = try value(depth: depth + 1)
+                skipWhitespace()
+                guard index < bytes.count else { throw error("unterminated object") }
+                if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
+                if bytes[index] == UInt8(ascii: "}") { index += 1; return .object(result) }
+                throw error("expected ',' or '}'")
+            }
+        }
+
+        mutating func array(depth: Int) throws(ParseError) -> Value {
+            index += 1
+            var result: [Value] = []
+            skipWhitespace()
+            if index < bytes.count, bytes[index] == UInt8(ascii: "]") { index += 1; return .array(result) }
+            while true {
+                skipWhitespace()
+                result.append(try value(depth: depth + 1))
+                skipWhitespace()
+                guard index < bytes.count else { throw error("unterminated array") }
+                if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
+                if bytes[index] == UInt8(ascii: "]") { index += 1; return .array(result) }
+                throw error("expected ',' or ']'")
+            }
+        }
+
+        mutating func number() throws(ParseError) -> Value {
+            let start = index
+            func isDigit(_ i: Int) -> Bool { i < bytes.count && bytes[i] >= 0x30 && bytes[i] <= 0x39 }
+            if bytes[index] == UInt8(ascii: "-") { index += 1 }
+            guard isDigit(index) else { throw error("expected a digit") }
+            if bytes[index] == UInt8(ascii: "0") {
+                index += 1
+                if isDigit(index) { throw error("leading zero") }
+            } else {
+                while isDigit(index) { index += 1 }
+            }
+            var integral = true
+            if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+                integral = false
+                index += 1
+                guard isDigit(index) else { throw error("expected a digit after '.'") }
+                while isDigit(index) { index += 1 }
+            }
+            if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
+                integral = false
+                index += 1
+                if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
+                guard isDigit(index) else { throw error("expected a digit in the exponent") }
+                while isDigit(index) { index += 1 }
+            }
+            let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+            if integral {
+                if text == "-0" { return .double(-0.0) }
+                if let i = Int64(text) { return .int(i) }
+            }
+            guard let d = Double(text) else { throw ParseError(message: "unreadable number", index: start) }
+            return .double(d)
+        }
+
+        mutating func hex4() throws(ParseError) -> UInt32 {
+            guard bytes.count - index >= 4 else { throw error("short \\u escape") }
+            var v: UInt32 = 0
+            for _ in 0..<4 {
+                let c = bytes[index]
+                let digit: UInt32
+                switch c {
+                case 0x30...0x39: digit = UInt32(c - 0x30)
+                case 0x41...0x46: digit = UInt32(c - 0x41 + 10)
+                case 0x61...0x66: digit = UInt32(c - 0x61 + 10)
+                default: throw error("bad hex digit in \\u escape")
+                }
+                v = v << 4 | digit
+                index += 1
+            }
+            return v
+        }
+
+        mutating func string() throws(ParseError) -> String {
+            index += 1  // opening quote
+            var out: [UInt8] = []
+            var runStart = index
+            while true {
+                guard index < bytes.count else { throw error("unterminated string") }
+                let c = bytes[index]
+                if c == UInt8(ascii: "\"") {
+                    out.append(contentsOf: bytes[runStart..<index])
+                    index += 1
+                    return String(decoding: out, as: UTF8.self)
+                }
+                if c != UInt8(ascii: "\\") { index += 1; continue }
+                out.append(contentsOf: bytes[runStart..<index])
+                index += 1
+                guard index < bytes.count else { throw error("unterminated escape") }
+                let e = bytes[index]
+                index += 1
+                switch e {
+                case UInt8(ascii: "\""): out.append(0x22)
+                case UInt8(ascii: "\\"): out.append(0x5C)
+                case UInt8(ascii: "/"): out.append(0x2F)
+                case UInt8(ascii: "b"): out.append(0x08)
+                case UInt8(ascii: "f"): out.append(0x0C)
+                case UInt8(ascii: "n"): out.append(0x0A)
+                case UInt8(ascii: "r"): out.append(0x0D)
+                case UInt8(ascii: "t"): out.append(0x09)
+                case UInt8(ascii: "u"):
+                    var scalar = try hex4()
+                    if (0xD800..<0xDC00).contains(scalar), bytes.count - index >= 6,
+                       bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u")
+                    {
+                        let save = index
+                        index += 2
+                        let low = try hex4()
+                        if (0xDC00..<0xE000).contains(low) {
+                            scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                        } else {
+                            index = save  // not a pair: the high half alone becomes U+FFFD
+                        }
+                    }
+                    let u = Unicode.Scalar(scalar) ?? "\u{FFFD}"
+                    out.append(contentsOf: Array(String(Character(u)).utf8))
+                default: throw ParseError(message: "invalid escape", index: index - 2)
+                }
+                runStart = index
+            }
+        }
+    }
+}

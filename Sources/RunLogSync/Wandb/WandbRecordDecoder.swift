@@ -1,0 +1,249 @@
+/// Decodes serialized `wandb_internal.Record` messages (wandb 0.31.0 schema, field numbers
+/// from `wandb-0.31.0-internal.protoset`) by hand from the protobuf wire format.
+///
+/// Unknown fields, and known fields with an unexpected wire type, are skipped, as protobuf
+/// parsers do; only bytes that are not a protobuf message at all fail.
+package enum WandbRecordDecoder {
+    package typealias Reader = ProtoReader
+    package typealias ProtoError = ProtoReader.ProtoError
+
+    /// Top-level fields of `Record` that are not members of the `record_type` oneof.
+    static let nonOneofFields: Set<Int> = [1, 16, 19, 200]
+
+    /// The oneof member of a serialized record, from a scan of its top-level fields (the last
+    /// member present wins, as in protobuf). Validates the top-level structure.
+    package static func kind(of bytes: [UInt8]) throws(ProtoError) -> WandbRecordKind {
+        var r = Reader(bytes)
+        var kind = WandbRecordKind.none
+        while let (number, wire) = try r.nextField() {
+            if wire == .lengthDelimited, !nonOneofFields.contains(number) {
+                kind = WandbRecordKind(rawValue: number)
+            }
+            try r.skip(wire)
+        }
+        return kind
+    }
+
+    /// Decodes a record's number, kind and (for the kinds RunLog uses) content.
+    package static func decode(_ raw: WandbRawRecord) throws(ProtoError) -> WandbRecord {
+        var r = Reader(raw.bytes)
+        var record = WandbRecord(number: 0, kind: .none, offset: raw.offset, byteCount: raw.bytes.count, content: .other)
+        while let (number, wire) = try r.nextField() {
+            switch (number, wire) {
+            case (1, .varint): record.number = try r.int64()
+            case (19, .lengthDelimited): record.uuid = try r.string()
+            case (200, .lengthDelimited):
+                var info = try r.message()
+                while let (n, w) = try info.nextField() {
+                    if n == 1, w == .lengthDelimited { record.streamID = try info.string() } else { try info.skip(w) }
+                }
+            case (_, .lengthDelimited) where !nonOneofFields.contains(number):
+                let kind = WandbRecordKind(rawValue: number)
+                record.kind = kind
+                var m = try r.message()
+                switch kind {
+                case .history: record.content = .history(try history(&m))
+                case .summary: record.content = .summary(try update(&m))
+                case .config: record.content = .config(try update(&m))
+                case .run: record.content = .run(try run(&m))
+                case .output, .outputRaw: record.content = .output(try output(&m))
+                case .stats: record.content = .stats(try stats(&m))
+                case .files: record.content = .files(try files(&m))
+                case .exit: record.content = .exit(try exit(&m))
+                case .header: record.content = .header(try header(&m))
+                default: record.content = .other
+                }
+            default: try r.skip(wire)
+            }
+        }
+        return record
+    }
+
+    static func item(_ r: inout Reader) throws(ProtoError) -> WandbItem {
+        var item = WandbItem()
+        while let (n, w) = try r.nextField() {
+            switch (n, w) {
+            case (1, .lengthDelimited): item.key = try r.string()
+            case (2, .lengthDelimited): item.nestedKey.append(try r.string())
+            case (16, .lengthDelimited): item.valueJSON = try r.string()
+            case (3, .varint): _ = try r.varint(); item.typedValue = .null
+            case (4, .varint): item.typedValue = .bool(try r.bool())
+            case (5, .varint): item.typedValue = .int(try r.sint64())
+            case (6, .fixed64): item.typedValue = .double(try r.double())
+            case (7, .lengthDelimited): item.typedValue = .text(try r.string())
+            case (8, .lengthDelimited): item.typedValue = .json(try r.string())
+            default: try r.skip(w)
+            }
+        }
+        return item
+    }
+
+    static func history(_ r: inout Reader) throws(ProtoError) -> WandbHistoryRecord {
+        var h = WandbHistoryRecord()
+        while let (n, w) = try r.nextField() {
+            switch (n, w) {
+            case (1, .lengthDelimited):
+                var m = try r.message()
+                h.items.append(try item(&m))
+            case (2, .lengthDelimited):
+                var m = try r.message()
+                var step: Int64 = 0
+                while let (sn, sw) = try m.nextField() {
+                    if sn == 1, sw == .varint { step = try m.int64() } else { try m.skip(sw) }
+                }
+                h.step = step
+            default: try r.skip(w)
+            }
+        }
+        return h
+    }
+
+    static func update(_ r: inout Reader) throws(ProtoError) -> WandbUpdateRecord {
+        var u = WandbUpdateRecord()
+        while let (n, w) = try r.nextField() {
+            switch (n, w) {
+            case (1, .lengthDelimited):
+                var m = try r.message()
+                u.updates.append(try item(&m))
+            case (2, .lengthDelimited):
+                var m = try r.message()
+                u.removals.append(try item(&m))
+            default: try r.skip(w)
+            }
+        }
+        return u
+    }
+
+    static func timestamp(_ r: inout Reader) throws(ProtoError) -> WandbTimestamp {
+        var m = try r.message()
+        var t = WandbTimestamp(seconds: 0, nanos: 0)
+        while let (n, w) = try m.nextField() {
+            switch (n, w) {
+            case (1, .varint): t.seconds = try m.int64()
+            case (2, .varint): t.nanos = try m.int32()
+            default: try m.skip(w)
+            }
+        }
+        return t
+    }
+
+    static func run(_ r: inout Reader) throws(ProtoError) -> WandbRunRecord {
+        var run = WandbRunRecord()
+        while let (n, w) = try r.nextField() {
+            switch (n, w) {
+            case (1, .lengthDelimited): run.runID = try r.string()
+            case (2, .lengthDelimited): run.entity = try r.string()
+            case (3, .lengthDelimited): run.project = try r.string()
+            case (4, .lengthDelimited):
+                var m = try r.message()
+                run.config = try update(&m)
+            case (5, .lengthDelimited):
+                var m = try r.message()
+                run.summary = try update(&m)
+            case (6, .lengthDelimited): run.group = try r.string()
+            case (7, .lengthDelimited): run.jobType = try r.string()
+            case (8, .lengthDelimited): run.displayName = try r.string()
+            case (9, .lengthDelimited): run.notes = try r.string()
+            case (10, .lengthDelimited): run.tags.append(try r.string())
+            case (12, .lengthDelimited): run.sweepID = try r.string()
+            case (13, .lengthDelimited): run.host = try r.string()
+            case (14, .varint): run.startingStep = try r.int64()
+            case (17, .lengthDelimited): run.startTime = try timestamp(&r)
+            case (18, .varint): run.resumed = try r.bool()
+            case (20, .varint): run.runtime = try r.int32()
+            case (22, .varint): run.forked = try r.bool()
+            case (23, .lengthDelimited):
+                var m = try r.message()
+                var bp = WandbBranchPoint(run: "", value: 0, metric: "")
+                while let (bn, bw) = try m.nextField() {
+                    switch (bn, bw) {
+                    case (1, .lengthDelimited): bp.run = try m.string()
+                    case (2, .fixed64): bp.value = try m.double()
+                    case (3, .lengthDelimited): bp.metric = try m.string()
+                    default: try m.skip(bw)
+                    }
+                }
+                run.branchPoint = bp
+            case (24, .varint): run.resume = try r.bool()
+            default: try r.skip(w)
+            }
+        }
+        return run
+    }
+
+    static func output(_ r: inout Reader) throws(ProtoError) -> WandbOutputRecord {
+        var o = WandbOutputRecord()
+        while let (n, w) = try r.nextField() {
+            switch (n, w) {
+            case (1, .varint): o.stream = WandbOutputStream(rawValue: try r.int32())
+            case (2, .lengthDelimited): o.timestamp = try timestamp(&r)
+            case (3, .lengthDelimited): o.line = try r.string()
+            default: try r.skip(w)
+            }
+        }
+        return o
+    }
+
+    static func stats(_ r: inout Reader) throws(ProtoError) -> WandbStatsRecord {
+        var s = WandbStatsRecord()
+        while let (n, w) = try r.nextField() {
+            switch (n, w) {
+            case (1, .varint): s.statsType = try r.int32()
+            case (2, .lengthDelimited): s.timestamp = try timestamp(&r)
+            case (3, .lengthDelimited):
+                var m = try r.message()
+                s.items.append(try item(&m))
+            default: try r.skip(w)
+            }
+        }
+        return s
+    }
+
+    static func files(_ r: inout Reader) throws(ProtoError) -> WandbFilesRecord {
+        var f = WandbFilesRecord()
+        while let (n, w) = try r.nextField() {
+            guard n == 1, w == .lengthDelimited else { try r.skip(w); continue }
+            var m = try r.message()
+            var file = WandbFileItem(path: "")
+            while let (fn, fw) = try m.nextField() {
+                switch (fn, fw) {
+                case (1, .lengthDelimited): file.path = try m.string()
+                case (2, .varint): file.policyValue = try m.int32()
+                case (3, .varint): file.typeValue = try m.int32()
+                default: try m.skip(fw)
+                }
+            }
+            f.files.append(file)
+        }
+        return f
+    }
+
+    static func exit(_ r: inout Reader) throws(ProtoError) -> WandbExitRecord {
+        var e = WandbExitRecord()
+        while let (n, w) = try r.nextField() {
+            switch (n, w) {
+            case (1, .varint): e.exitCode = try r.int32()
+            case (2, .varint): e.runtime = try r.int32()
+            case (3, .varint): e.notComplete = try r.bool()
+            default: try r.skip(w)
+            }
+        }
+        return e
+    }
+
+    static func header(_ r: inout Reader) throws(ProtoError) -> WandbHeaderRecord {
+        var h = WandbHeaderRecord()
+        while let (n, w) = try r.nextField() {
+            guard n == 1, w == .lengthDelimited else { try r.skip(w); continue }
+            var m = try r.message()
+            while let (vn, vw) = try m.nextField() {
+                switch (vn, vw) {
+                case (1, .lengthDelimited): h.producer = try m.string()
+                case (2, .lengthDelimited): h.minConsumer = try m.string()
+                default: try m.skip(vw)
+                }
+            }
+        }
+        return h
+    }
+}
