@@ -46,7 +46,7 @@ public enum Compaction {
         let reader = try RunDirectory.reader(directory)
         defer { reader.close() }
         let sizeBefore = reader.validEnd
-        if !reader.frames.isEmpty, reader.frames.allSatisfy({ $0.header.flags.contains(.compacted) }), reader.tornTailBytes == 0 {
+        if reader.frames.allSatisfy({ $0.header.flags.contains(.compacted) }), reader.tornTailBytes == 0 {
             return Result(bytesBefore: sizeBefore, bytesAfter: sizeBefore, framesBefore: reader.frames.count,
                           framesAfter: reader.frames.count, skipped: true)
         }

@@ -95,8 +95,17 @@ enum FileSystem {
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
     }
 
+    /// Creates `path` and any missing parents.
     static func makeDirectory(_ path: String) throws(StoreError) {
-        if mkdir(path, 0o755) != 0 && errno != EEXIST { throw StoreError.system("mkdir", path: path, errno: errno) }
+        if mkdir(path, 0o755) == 0 || errno == EEXIST { return }
+        if errno == ENOENT, !path.isEmpty, path != "/" {
+            let parent = FileSystem.parent(of: path)
+            if parent != path {
+                try makeDirectory(parent)
+                if mkdir(path, 0o755) == 0 || errno == EEXIST { return }
+            }
+        }
+        throw StoreError.system("mkdir", path: path, errno: errno)
     }
 
     static func rename(_ from: String, _ to: String) throws(StoreError) {

@@ -83,6 +83,13 @@ public final class LogReader: @unchecked Sendable {
                let cached = LogIndex.load(directory: FileSystem.parent(of: path), log: file, logSize: try file.size()) {
                 frames = cached.frames
                 validEnd = cached.coveredLength
+                // Rule 3 holds with the index too: a last frame's payload is checked at open.
+                if let last = frames.last, last.end == (try file.size()) {
+                    let stored = try file.read(at: last.offset + UInt64(LogFormat.frameHeaderSize), count: Int(last.header.storedLength))
+                    guard CRC32C.checksum(stored) == last.header.payloadCRC else {
+                        throw StoreError(.corrupted, "payload checksum mismatch in frame \(last.header.sequence); run `runlog verify --salvage` to recover the frames around it", path: path, offset: last.offset)
+                    }
+                }
             }
             try scan()
         } else {
@@ -98,7 +105,10 @@ public final class LogReader: @unchecked Sendable {
         let before = frames.count
         if validEnd == 0 {
             let head = try file.read(at: 0, count: LogFormat.fileHeaderSize)
-            guard let h = try FileHeader.parse(head, path: path) else { return [] }
+            guard let h = try FileHeader.parse(head, path: path) else {
+                tornTailBytes = UInt64(head.count)
+                return []
+            }
             created = h.created
             validEnd = UInt64(LogFormat.fileHeaderSize)
         }
@@ -125,7 +135,7 @@ public final class LogReader: @unchecked Sendable {
                     return
                 }
                 let isLast = end == size
-                if options.verifyPayloads || isLast {
+                if options.verifyPayloads || options.salvage || isLast {
                     let stored = try file.read(at: pos + UInt64(LogFormat.frameHeaderSize), count: Int(h.storedLength))
                     if CRC32C.checksum(stored) != h.payloadCRC {
                         if try resync(from: pos, size: size, reason: "payload checksum mismatch in frame \(h.sequence)") { pos = validEnd; continue }
@@ -141,8 +151,7 @@ public final class LogReader: @unchecked Sendable {
                 pos = end
                 validEnd = pos
             case .failure(let failure):
-                let rest = try file.read(at: pos, count: Int(min(size - pos, 1 << 20)))
-                if UInt64(rest.count) == size - pos, rest.allSatisfy({ $0 == 0 }) {
+                if try isZero(from: pos, to: size) {
                     tornTailBytes = size - pos  // zero-filled tail left by a crash
                     return
                 }
@@ -152,6 +161,17 @@ public final class LogReader: @unchecked Sendable {
             pos = validEnd
         }
         if pos >= size { tornTailBytes = size > validEnd ? size - validEnd : 0 }
+    }
+
+    /// Whether every byte from `start` to `end` is zero, read 1 MiB at a time.
+    private func isZero(from start: UInt64, to end: UInt64) throws(StoreError) -> Bool {
+        var p = start
+        while p < end {
+            let chunk = try file.read(at: p, count: Int(min(end - p, 1 << 20)))
+            guard !chunk.isEmpty, chunk.allSatisfy({ $0 == 0 }) else { return false }
+            p += UInt64(chunk.count)
+        }
+        return true
     }
 
     /// Handles damage at `pos`: throws in strict mode; in salvage mode records the damage and

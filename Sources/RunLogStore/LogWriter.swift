@@ -1,52 +1,9 @@
 import Foundation
 import Logging
 
-/// The one writer of a run's log.
-///
-/// Appends are synchronous and never touch the disk: they go into the open frame, behind a
-/// lock. A background flusher seals frames (when they reach ``Configuration/maxFrameRows``
-/// rows or ``Configuration/maxFrameBytes`` bytes, every ``Configuration/flushInterval``, and
-/// on ``flush()``), compresses and checksums them, and writes them at the end of the log.
-///
-/// Exactly one writer may have a run open: ``open(directory:configuration:logger:)`` takes an
-/// exclusive `flock` on the run's lock file, which the OS drops when the process dies, so a
-/// crashed writer never blocks the next one. A second writer gets `.locked`, naming the holder.
-///
-/// ```swift
-/// let writer = try LogWriter.open(directory: "runs/abc")
-/// try writer.append(.config(ConfigChange(values: ["lr": 3e-4])))
-/// for step in 0..<1000 { try writer.appendRow(step: Int64(step), values: ["loss": .double(1 / Double(step + 1))]) }
-/// try writer.flush()   // returns when the rows are durable under the chosen mode
-/// try writer.close()
-/// ```
-public final class LogWriter: @unchecked Sendable {
-    /// How hard `flush()` works to make data survive.
-    public enum Durability: Sendable, Hashable {
-        /// Written to the OS: survives the process being killed, not a power loss.
-        case none
-        /// As `.none`, plus an `fdatasync` at most this often in the background.
-        case interval(Duration)
-        /// `fdatasync` before every `flush()` returns: survives a power loss.
-        case everyFlush
-    }
-
-    /// Writer settings, with documented defaults.
-    public struct Configuration: Sendable {
-        /// Default `.interval(.seconds(1))`.
-        public var durability: Durability = .interval(.seconds(1))
-        /// The open frame is sealed and written at least this often. Default 250 ms: a
-        /// killed process loses at most this much of what it never flushed.
-        public var flushInterval: Duration = .milliseconds(250)
-        /// Seal a frame once it holds this many history rows. Default 16,384.
-        public var maxFrameRows = 16_384
-        /// Seal a frame once its records take about this many bytes. Default 4 MiB.
-        public var maxFrameBytes = 4 << 20
-        /// zstd level for live frames. Default 1.
-        public var compressionLevel: Int32 = 1
-        /// Sealed frames waiting to be written before appends wait for the disk. Default 8.
-        public var maxPendingFrames = 8
-        public init() {}
-    }
+final class LogWriterCore: @unchecked Sendable {
+    typealias Configuration = LogWriter.Configuration
+    typealias Durability = LogWriter.Durability
 
     public let directory: String
     public let logPath: String
@@ -99,8 +56,8 @@ public final class LogWriter: @unchecked Sendable {
     /// middle is an error (see `runlog verify --salvage`).
     /// - Throws: `StoreError` `.locked` when another writer holds the run, `.corrupted`,
     ///   `.notARunLog`, `.unsupportedVersion`, or an I/O error.
-    public static func open(directory: String, configuration: Configuration = Configuration(),
-                            logger: Logger = Logger(label: "runlog.store")) throws(StoreError) -> LogWriter {
+    static func open(directory: String, configuration: Configuration = Configuration(),
+                            logger: Logger = Logger(label: "runlog.store")) throws(StoreError) -> LogWriterCore {
         try FileSystem.makeDirectory(directory)
         let lock = try acquireLock(directory: directory)
         let logPath = directory + "/" + LogFormat.logFileName
@@ -120,7 +77,7 @@ public final class LogWriter: @unchecked Sendable {
             try file.truncate(to: end)
             try file.sync()
         }
-        let writer = LogWriter(directory: directory, configuration: configuration, logger: logger, file: file, lockFile: lock,
+        let writer = LogWriterCore(directory: directory, configuration: configuration, logger: logger, file: file, lockFile: lock,
                                frames: reader.frames, end: end, torn: reader.tornTailBytes)
         reader.close()
         writer.startFlusher()
@@ -180,10 +137,22 @@ public final class LogWriter: @unchecked Sendable {
     /// for a fixed set of metrics.
     public func appendRow(step: Int64, timestamp: Int64? = nil, keys: [String], doubles: [Double]) throws(StoreError) {
         precondition(keys.count == doubles.count, "one key per value")
+        if Self.hasDuplicate(keys) {
+            throw StoreError(.invalidArgument, "a key appears twice in one row", path: logPath)
+        }
         let t = timestamp ?? FileSystem.nowMicros()
         try doubles.withUnsafeBufferPointer { d in
             Result { () throws(StoreError) in try withOpenFrame { $0.appendRow(step: step, timestamp: t, keys: keys, doubles: d) } }
         }.get()
+    }
+
+    /// Pairwise for the usual handful of metrics (no hashing on the hot path), a set beyond.
+    static func hasDuplicate(_ keys: [String]) -> Bool {
+        if keys.count <= 16 {
+            for i in keys.indices { for j in (i + 1)..<keys.count where keys[i] == keys[j] { return true } }
+            return false
+        }
+        return Set(keys).count != keys.count
     }
 
     @inline(__always)
@@ -254,9 +223,6 @@ public final class LogWriter: @unchecked Sendable {
         lockFile.close()
     }
 
-    deinit {
-        if flusherRunning { try? close() }
-    }
 
     /// Syncs everything written so far to the device, whatever the durability mode.
     public func syncNow() throws(StoreError) {
@@ -381,13 +347,136 @@ public final class LogWriter: @unchecked Sendable {
     }
 }
 
+/// The one writer of a run's log.
+///
+/// Appends are synchronous and never touch the disk: they go into the open frame, behind a
+/// lock. A background flusher seals frames (when they reach ``Configuration/maxFrameRows``
+/// rows or ``Configuration/maxFrameBytes`` bytes, every ``Configuration/flushInterval``, and
+/// on ``flush()``), compresses and checksums them, and writes them at the end of the log.
+///
+/// Exactly one writer may have a run open: ``open(directory:configuration:logger:)`` takes an
+/// exclusive `flock` on the run's lock file, which the OS drops when the process dies, so a
+/// crashed writer never blocks the next one. A second writer gets `.locked`, naming the holder.
+///
+/// ```swift
+/// let writer = try LogWriter.open(directory: "runs/abc")
+/// try writer.append(.config(ConfigChange(values: ["lr": 3e-4])))
+/// for step in 0..<1000 { try writer.appendRow(step: Int64(step), values: ["loss": .double(1 / Double(step + 1))]) }
+/// try writer.flush()   // returns when the rows are durable under the chosen mode
+/// try writer.close()
+/// ```
+public final class LogWriter: @unchecked Sendable {
+    /// How hard `flush()` works to make data survive.
+    public enum Durability: Sendable, Hashable {
+        /// Written to the OS: survives the process being killed, not a power loss.
+        case none
+        /// As `.none`, plus an `fdatasync` at most this often in the background.
+        case interval(Duration)
+        /// `fdatasync` before every `flush()` returns: survives a power loss.
+        case everyFlush
+    }
+
+    /// Writer settings, with documented defaults.
+    public struct Configuration: Sendable {
+        /// Default `.interval(.seconds(1))`.
+        public var durability: Durability = .interval(.seconds(1))
+        /// The open frame is sealed and written at least this often. Default 250 ms: a
+        /// killed process loses at most this much of what it never flushed.
+        public var flushInterval: Duration = .milliseconds(250)
+        /// Seal a frame once it holds this many history rows. Default 16,384.
+        public var maxFrameRows = 16_384
+        /// Seal a frame once its records take about this many bytes. Default 4 MiB.
+        public var maxFrameBytes = 4 << 20
+        /// zstd level for live frames. Default 1.
+        public var compressionLevel: Int32 = 1
+        /// Sealed frames waiting to be written before appends wait for the disk. Default 8.
+        public var maxPendingFrames = 8
+        public init() {}
+    }
+
+    let core: LogWriterCore
+
+    private init(core: LogWriterCore) { self.core = core }
+
+    /// Opens (creating if needed) the run directory's log for appending.
+    ///
+    /// A torn tail is cut off and reported in ``recoveredTornBytes``; corruption in the
+    /// middle is an error (see `runlog verify --salvage`).
+    /// - Throws: `StoreError` `.locked` when another writer holds the run, `.corrupted`,
+    ///   `.notARunLog`, `.unsupportedVersion`, or an I/O error.
+    public static func open(directory: String, configuration: Configuration = Configuration(),
+                            logger: Logger = Logger(label: "runlog.store")) throws(StoreError) -> LogWriter {
+        LogWriter(core: try LogWriterCore.open(directory: directory, configuration: configuration, logger: logger))
+    }
+
+    /// A writer dropped without `close()` still writes what it holds and releases the lock.
+    deinit { try? core.close() }
+
+    public var directory: String { core.directory }
+    public var logPath: String { core.logPath }
+    public var configuration: Configuration { core.configuration }
+    /// Bytes dropped from a torn tail when the log was opened.
+    public var recoveredTornBytes: UInt64 { core.recoveredTornBytes }
+
+    /// Appends one record. History rows may also be appended with ``appendRow(step:timestamp:values:)``.
+    /// - Throws: `.invalidValue` or `.valueTooLarge` for a value that cannot be stored (nothing is
+    ///   appended then), `.closed` after `close()`, or the error that stopped the flusher.
+    public func append(_ record: Record) throws(StoreError) { try core.append(record) }
+
+    /// Appends a history row. `timestamp` is microseconds since the Unix epoch (default: now).
+    public func appendRow(step: Int64, timestamp: Int64? = nil, values: [String: Value]) throws(StoreError) {
+        try core.appendRow(step: step, timestamp: timestamp, values: values)
+    }
+
+    /// Appends a row of doubles, without converting the dictionary first.
+    public func appendRow(step: Int64, timestamp: Int64? = nil, doubles: [String: Double]) throws(StoreError) {
+        try core.appendRow(step: step, timestamp: timestamp, doubles: doubles)
+    }
+
+    /// Appends a row of doubles keyed by `keys`, without building a dictionary: the fast path
+    /// for a fixed set of metrics. A key given twice is `.invalidArgument`.
+    public func appendRow(step: Int64, timestamp: Int64? = nil, keys: [String], doubles: [Double]) throws(StoreError) {
+        try core.appendRow(step: step, timestamp: timestamp, keys: keys, doubles: doubles)
+    }
+
+    /// Seals the open frame and waits until everything appended so far is written (and, with
+    /// `.everyFlush`, synced to the device).
+    /// - Returns: the sequence number of the last frame now durable.
+    /// - Throws: the write error (`.diskFull`, `.ioError`); the data stays queued and the next
+    ///   `flush()` tries again.
+    @discardableResult
+    public func flush() throws(StoreError) -> UInt64 { try core.flush() }
+
+    /// Flushes, syncs to the device, writes the index, and releases the lock.
+    public func close() throws(StoreError) { try core.close() }
+
+    /// Syncs everything written so far to the device, whatever the durability mode.
+    public func syncNow() throws(StoreError) { try core.syncNow() }
+
+    /// The last value of every metric appended through this writer, for summaries.
+    public func latestValues() -> [String: Value] { core.latestValues() }
+
+    /// The sequence number of the last frame written.
+    public var lastWrittenSequence: UInt64 { core.lastWrittenSequence }
+
+    /// The frames written so far (including those found when the log was opened).
+    public var writtenFrames: [FrameInfo] { core.writtenFrames }
+
+    static func acquireLock(directory: String) throws(StoreError) -> FileHandleFD { try LogWriterCore.acquireLock(directory: directory) }
+    static func createEmptyLog(at path: String) throws(StoreError) { try LogWriterCore.createEmptyLog(at: path) }
+    static func hasDuplicate(_ keys: [String]) -> Bool { LogWriterCore.hasDuplicate(keys) }
+}
+
 extension Record {
     /// Checks that the record can be encoded, so a bad value fails at `append`, not later in
     /// the flusher.
     func validateForStorage() throws(StoreError) {
         switch self {
         case .history(let row): for v in row.values.values { try v.validateForStorage() }
-        case .unknown: return
+        case .unknown(let kind, _):
+            guard LogFormat.RecordKind(rawValue: kind) == nil else {
+                throw StoreError(.invalidArgument, "an unknown record cannot use the kind byte \(kind) of a known kind")
+            }
         default:
             var w = ByteWriter()
             try w.object(bodyObject())

@@ -236,6 +236,7 @@ extension LogReader {
 
     /// Live history rows with `step >= from`, in order, decoding only the frames from there on.
     public func history(from step: Int64 = .min, limit: Int = .max) throws(StoreError) -> [HistoryRow] {
+        guard limit > 0 else { return [] }
         let map = try archiveMap()
         let live = try liveFrames(map)
         var lo = 0, hi = live.count

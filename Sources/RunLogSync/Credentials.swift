@@ -6,9 +6,14 @@ public struct Credentials: Codable, Sendable {
     public struct Host: Codable, Sendable {
         public var apiKey: String
         public var entity: String?
+        public init(apiKey: String, entity: String?) {
+            self.apiKey = apiKey
+            self.entity = entity
+        }
     }
     public var hosts: [String: Host] = [:]
     public var defaultHost: String?
+    public init() {}
 
     public static var path: String {
         let env = ProcessInfo.processInfo.environment

@@ -48,8 +48,11 @@ import RunLogStore
         let source = try String(contentsOfFile: #filePath, encoding: .utf8)
         let begin = source.range(of: "// README BEGIN\n")!.upperBound
         let end = source.range(of: "            // README END")!.lowerBound
-        let code = source[begin..<end].split(separator: "\n", omittingEmptySubsequences: false)
-            .map { $0.dropFirst(min(12, $0.prefix(while: { $0 == " " }).count)) }.joined(separator: "\n")
+        let lines: [String] = source[begin..<end].split(separator: "\n", omittingEmptySubsequences: false).map { line in
+            let indent = min(12, line.prefix(while: { $0 == " " }).count)
+            return String(line.dropFirst(indent))
+        }
+        let code = lines.joined(separator: "\n")
         #expect(readme.contains(code), "README.md must show the example exactly as compiled here")
     }
 }
