@@ -29,6 +29,10 @@ public enum Scenarios {
         public var closeSeconds: Double
         /// Size of `run.rlog` after close.
         public var logBytes: UInt64
+        /// CPU time of the appending thread from the first append until `flush()` returned.
+        public var appenderCPUSeconds: Double = 0
+        /// CPU time of the whole process (appender + flusher) over the same span.
+        public var processCPUSeconds: Double = 0
 
         /// Steps per second from the first append until `flush()` returned.
         public var stepsPerSecond: Double { Double(steps) / (appendSeconds + flushSeconds) }
@@ -43,6 +47,22 @@ public enum Scenarios {
         return d
     }
 
+    /// What building (and dropping) one `[String: Value]` per step costs the caller, with no
+    /// store involved: the floor under the dictionary path. Nanoseconds per step.
+    public static func dictionaryBuildCost(_ table: WorkloadTable) -> Double {
+        var sink = 0
+        let t0 = Stopwatch.threadCPU
+        table.values.withUnsafeBufferPointer { all in
+            for i in 0..<table.steps {
+                let d = dictionary(UnsafeBufferPointer(rebasing: all[i * Workload.metricCount..<(i + 1) * Workload.metricCount]))
+                sink &+= d.count
+            }
+        }
+        let t1 = Stopwatch.threadCPU
+        precondition(sink == table.steps * Workload.metricCount)
+        return (t1 - t0) / Double(table.steps) * 1e9
+    }
+
     /// Writes a pre-generated workload into a new run directory and closes it.
     public static func write(_ table: WorkloadTable, to directory: String, path: AppendPath = .fastPath,
                              configuration: LogWriter.Configuration = .init()) throws -> WriteResult {
@@ -50,6 +70,7 @@ public enum Scenarios {
         let keys = Workload.names
         // The caller's reused buffer of this step's values, as a training loop keeps one.
         var values = [Double](repeating: 0, count: Workload.metricCount)
+        let (c0, p0) = (Stopwatch.threadCPU, Stopwatch.processCPU)
         let t0 = Stopwatch.now
         try table.values.withUnsafeBufferPointer { all in
             for i in 0..<table.steps {
@@ -66,10 +87,12 @@ public enum Scenarios {
         let t1 = Stopwatch.now
         try writer.flush()
         let t2 = Stopwatch.now
+        let (c2, p2) = (Stopwatch.threadCPU, Stopwatch.processCPU)
         try writer.close()
         let t3 = Stopwatch.now
         return WriteResult(steps: table.steps, appendSeconds: t1 - t0, flushSeconds: t2 - t1, closeSeconds: t3 - t2,
-                           logBytes: FileSystemInfo.size(RunDirectory.logPath(directory)))
+                           logBytes: FileSystemInfo.size(RunDirectory.logPath(directory)),
+                           appenderCPUSeconds: c2 - c0, processCPUSeconds: p2 - p0)
     }
 
     /// Writes `steps` steps of workload W straight from the generator (O(1) memory on the
@@ -80,6 +103,7 @@ public enum Scenarios {
         let keys = Workload.names
         var gen = WorkloadGenerator(steps: steps, precision: precision)
         var values = [Double](repeating: 0, count: Workload.metricCount)
+        let (c0, p0) = (Stopwatch.threadCPU, Stopwatch.processCPU)
         let t0 = Stopwatch.now
         while let step = gen.next(into: &values) {
             try writer.appendRow(step: step, keys: keys, doubles: values)
@@ -87,10 +111,12 @@ public enum Scenarios {
         let t1 = Stopwatch.now
         try writer.flush()
         let t2 = Stopwatch.now
+        let (c2, p2) = (Stopwatch.threadCPU, Stopwatch.processCPU)
         try writer.close()
         let t3 = Stopwatch.now
         return WriteResult(steps: steps, appendSeconds: t1 - t0, flushSeconds: t2 - t1, closeSeconds: t3 - t2,
-                           logBytes: FileSystemInfo.size(RunDirectory.logPath(directory)))
+                           logBytes: FileSystemInfo.size(RunDirectory.logPath(directory)),
+                           appenderCPUSeconds: c2 - c0, processCPUSeconds: p2 - p0)
     }
 
     public struct CompactResult: Sendable {
@@ -206,8 +232,8 @@ public enum Scenarios {
         return ForkResult(seconds: t1 - t0, bytesCopied: r.bytesCopied, framesCopied: r.framesCopied, lastStep: r.lastStep)
     }
 
-    /// A floor for fork: the same number of bytes through `copy_file_range` and one `fdatasync`.
-    public static func copyFloor(_ source: String, bytes: UInt64, scratch: String) throws -> Double {
+    /// A floor for fork: the same number of bytes through `copy_file_range`, then one `fdatasync`.
+    public static func copyFloor(_ source: String, bytes: UInt64, scratch: String) throws -> (copy: Double, sync: Double) {
         let src = open(RunDirectory.logPath(source), O_RDONLY)
         let dst = open(scratch, O_RDWR | O_CREAT | O_TRUNC, 0o644)
         guard src >= 0, dst >= 0 else { throw ScenarioError("open failed: errno \(errno)") }
@@ -220,8 +246,9 @@ public enum Scenarios {
             if n <= 0 { break }
             left -= n
         }
+        let t1 = Stopwatch.now
         fdatasync(dst)
-        return Stopwatch.now - t0
+        return (t1 - t0, Stopwatch.now - t1)
     }
 }
 
@@ -230,11 +257,17 @@ public struct ScenarioError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// Monotonic seconds.
+/// Monotonic wall-clock seconds, and CPU seconds (which a loaded machine disturbs far less).
 public enum Stopwatch {
-    public static var now: Double {
+    public static var now: Double { seconds(CLOCK_MONOTONIC) }
+    /// CPU time of the calling thread.
+    public static var threadCPU: Double { seconds(CLOCK_THREAD_CPUTIME_ID) }
+    /// CPU time of the whole process, all threads.
+    public static var processCPU: Double { seconds(CLOCK_PROCESS_CPUTIME_ID) }
+
+    static func seconds(_ clock: clockid_t) -> Double {
         var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
+        clock_gettime(clock, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 }
@@ -273,7 +306,7 @@ public enum ProcessMemory {
     static func field(_ name: String) -> UInt64 {
         guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
         for line in s.split(separator: "\n") where line.hasPrefix(name) {
-            let kb = line.dropFirst(name.count).split(separator: " ").first.flatMap { UInt64($0) } ?? 0
+            let kb = line.dropFirst(name.count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first.flatMap { UInt64($0) } ?? 0
             return kb * 1024
         }
         return 0
@@ -333,6 +366,7 @@ public enum SharedFixture {
                 if n <= 0 { throw ScenarioError("copy_file_range failed: errno \(errno)") }
                 left -= n
             }
+            fsync(dst)  // so the copy's dirty pages are not flushed by the first timed fsync
         }
     }
 }

@@ -22,15 +22,59 @@ let args = Array(CommandLine.arguments.dropFirst())
 @MainActor func intOption(_ name: String, _ fallback: Int) -> Int { option(name).flatMap { Int($0.replacingOccurrences(of: "_", with: "")) } ?? fallback }
 
 let MiB = 1024.0 * 1024.0
+func fmtG(_ x: Double) -> String { String(format: "%.6g", x) }
+func fmt(_ x: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", x) }
+func ms(_ s: Double) -> String { s < 0.01 ? String(format: "%.3f ms", s * 1e3) : String(format: "%.1f ms", s * 1e3) }
+func rate(_ x: Double) -> String { x >= 1e6 ? String(format: "%.2f M", x / 1e6) : String(format: "%.0f k", x / 1e3) }
 
 // MARK: Child mode: write a large log in a fresh process, so VmHWM is the write's alone.
 
 if args.first == "--child-write", args.count >= 4 {
+    // --child-write DIR STEPS W64|W32 [maxFrameRows maxPendingFrames]
     let dir = args[1], steps = Int(args[2])!, precision = Workload.Precision(rawValue: args[3])!
+    var config = LogWriter.Configuration()
+    if args.count >= 6 { config.maxFrameRows = Int(args[4])!; config.maxPendingFrames = Int(args[5])! }
     let baseline = ProcessMemory.resident
-    let r = try Scenarios.writeStreaming(steps: steps, precision: precision, to: dir)
+    let r = try Scenarios.writeStreaming(steps: steps, precision: precision, to: dir, configuration: config)
     let peak = ProcessMemory.peakResident
-    out("CHILD \(r.appendSeconds) \(r.flushSeconds) \(r.closeSeconds) \(r.logBytes) \(baseline) \(peak)")
+    out("CHILD \(r.appendSeconds) \(r.flushSeconds) \(r.closeSeconds) \(r.logBytes) \(baseline) \(peak) \(r.appenderCPUSeconds) \(r.processCPUSeconds)")
+    exit(0)
+}
+
+// MARK: Single operations on an existing run, for profilers (perf record, valgrind --tool=callgrind).
+
+if args.first == "--seek", args.count >= 3 {
+    // --seek DIR COUNT: COUNT random row(atStep:) on one reader
+    let reader = try RunDirectory.reader(args[1])
+    let last = reader.frames.last { $0.header.flags.contains(.hasHistory) }?.header.lastStep ?? 0
+    var rng = Xoshiro256StarStar(seed: 7)
+    let times = try Scenarios.seek(reader, steps: (0..<Int(args[2])!).map { _ in Int64(rng.next() % UInt64(last + 1)) })
+    out("seek p50 \(ms(times.median)) p99 \(ms(times.percentile(99)))")
+    exit(0)
+}
+if args.first == "--rewind", args.count >= 3 {
+    // --rewind DIR STEP
+    let r = try Scenarios.rewind(args[1], toStep: Int64(args[2])!)
+    out("rewind \(ms(r.rewindSeconds)) (open \(ms(r.openSeconds)), close \(ms(r.closeSeconds)), cut \(r.cutFound))")
+    exit(0)
+}
+if args.first == "--fork", args.count >= 4 {
+    // --fork DIR STEP DEST
+    let r = try Scenarios.fork(args[1], atStep: Int64(args[2])!, to: args[3])
+    out("fork \(ms(r.seconds)) copied \(r.bytesCopied) bytes, \(r.framesCopied) frames")
+    exit(0)
+}
+if args.first == "--append", args.count >= 4 {
+    // --append DIR STEPS fast|dict: pre-generated W64, default writer configuration
+    let table = WorkloadTable(steps: Int(args[2])!, precision: .w64)
+    if args[3] == "dict" { out("building the dictionaries alone: \(fmt(Scenarios.dictionaryBuildCost(table), 0)) ns/step (CPU)") }
+    let r = try Scenarios.write(table, to: args[1], path: args[3] == "dict" ? .dictionary : .fastPath)
+    out("append \(rate(r.stepsPerSecond)) steps/s wall, appending thread \(rate(Double(r.steps) / r.appenderCPUSeconds)) steps/CPU-s, process \(fmt(r.processCPUSeconds / Double(r.steps) * 1e9, 0)) ns/step")
+    exit(0)
+}
+if args.first == "--compact", args.count >= 2 {
+    let r = try Scenarios.compact(args[1])
+    out("compact \(ms(r.seconds)) \(r.bytesBefore) -> \(r.bytesAfter)")
     exit(0)
 }
 
@@ -46,10 +90,6 @@ if let n = option("--workload-stats").flatMap({ Int($0) }) {
     exit(0)
 }
 
-func fmtG(_ x: Double) -> String { String(format: "%.6g", x) }
-func fmt(_ x: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", x) }
-func ms(_ s: Double) -> String { s < 0.01 ? String(format: "%.3f ms", s * 1e3) : String(format: "%.1f ms", s * 1e3) }
-func rate(_ x: Double) -> String { x >= 1e6 ? String(format: "%.2f M", x / 1e6) : String(format: "%.0f k", x / 1e3) }
 
 let appendSteps = intOption("--append-steps", 1_000_000)
 let largeSteps = intOption("--large-steps", 10_000_000)
@@ -87,8 +127,14 @@ for p in Scenarios.AppendPath.allCases {
     rows.append(Row(figure: "append W64, \(p), \(appendSteps.formatted()) steps (until flush returns)",
                     measured: "\(rate(sps.median)) steps/s (runs: \(sps.map { rate($0) }.joined(separator: ", ")))",
                     target: "≥ 1 M steps/s", met: sps.median >= 1e6))
+    let appenderCPU = rs.map { Double($0.steps) / $0.appenderCPUSeconds }
+    let cpuPerStep = rs.map { $0.processCPUSeconds / Double($0.steps) * 1e9 }
+    rows.append(Row(figure: "… CPU: steps per CPU-second of the appending thread; process CPU (appender + flusher) per step",
+                    measured: "\(rate(appenderCPU.median)) steps/s; \(fmt(cpuPerStep.median, 0)) ns/step", target: "", met: nil))
     notes.append("append \(p): append loop alone \(rate(appendOnly.median)) steps/s median; final flush \(ms(rs.map(\.flushSeconds).median)); close \(ms(rs.map(\.closeSeconds).median))")
 }
+
+notes.append("building one `[String: Value]` per step alone (the caller's share of the dictionary path, no store involved): \(fmt(Scenarios.dictionaryBuildCost(w64), 0)) ns/step of CPU")
 
 // MARK: 2. Bytes per step, live and compacted.
 
@@ -129,9 +175,10 @@ guard child.terminationStatus == 0, let line = childOut.split(separator: "\n").f
 }
 let f = line.split(separator: " ").dropFirst().map { Double($0)! }
 let (cAppend, cFlush, cClose, cBytes, cBase, cPeak) = (f[0], f[1], f[2], f[3], f[4], f[5])
+let (cAppenderCPU, cProcessCPU) = (f[6], f[7])
 rows.append(Row(figure: "peak RSS (VmHWM) writing \(largeSteps.formatted()) steps W64, whole process", measured: "\(fmt(cPeak / MiB)) MiB (\(fmt(cBase / MiB)) MiB at start)",
                 target: "≤ 32 MiB", met: cPeak <= 32 * MiB))
-notes.append("\(largeSteps.formatted())-step W64 write (generator inline): \(rate(Double(largeSteps) / (cAppend + cFlush))) steps/s, \(fmt(cBytes / Double(largeSteps), 2)) bytes/step, close \(ms(cClose)), log \(fmt(cBytes / MiB)) MiB")
+notes.append("\(largeSteps.formatted())-step W64 write (generator inline): \(rate(Double(largeSteps) / (cAppend + cFlush))) steps/s wall, appending thread \(fmt(cAppenderCPU, 1)) CPU-s, process \(fmt(cProcessCPU, 1)) CPU-s; \(fmt(cBytes / Double(largeSteps), 2)) bytes/step, close \(ms(cClose)), log \(fmt(cBytes / MiB)) MiB")
 
 // MARK: 4. Open + recovery of the large log with a torn tail.
 
@@ -173,7 +220,7 @@ let floorCopy = try Scenarios.copyFloor(largeDir, bytes: forks[0].bytesCopied, s
 rows.append(Row(figure: "`RunDirectory.fork` at step \(middle.formatted()) (copies \(fmt(Double(forks[0].bytesCopied) / MiB)) MiB, \(forks[0].framesCopied) frames)",
                 measured: "\(ms(forks.map(\.seconds).median)) (runs: \(forks.map { ms($0.seconds) }.joined(separator: ", ")))", target: "< 20 ms",
                 met: forks.map(\.seconds).median < 0.020))
-notes.append("fork floor on this disk: copy_file_range of the same \(fmt(Double(forks[0].bytesCopied) / MiB)) MiB + fdatasync = \(ms(floorCopy))")
+notes.append("fork floor on this disk: copy_file_range of the same \(fmt(Double(forks[0].bytesCopied) / MiB)) MiB \(ms(floorCopy.copy)) + fdatasync \(ms(floorCopy.sync))")
 
 say("rewind …")
 var rewinds: [Scenarios.RewindResult] = []
