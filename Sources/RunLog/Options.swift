@@ -119,7 +119,9 @@ public protocol LiveUploader: Sendable {
 
 /// One run's upload in progress.
 public protocol LiveUpload: Sendable {
-    /// Called after the log is closed: waits until the server has everything, at most `timeout`.
+    /// Called after the log is closed: blocks until the server has everything, at most
+    /// `timeout` (synchronous, so `finish` works from any thread without needing a free
+    /// thread of the concurrency pool).
     /// - Returns: whether the upload caught up.
-    func finish(timeout: Duration) async -> Bool
+    func finish(timeout: Duration) -> Bool
 }

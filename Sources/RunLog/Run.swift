@@ -330,23 +330,9 @@ public final class Run: @unchecked Sendable {
         } catch {
             throw storeError(error)
         }
-        if let upload {
-            let timeout = settings.onlineFinishTimeout
-            let done = DispatchSemaphore(value: 0)
-            let caughtUp = Mutex(false)
-            Task.detached {
-                let ok = await upload.finish(timeout: timeout)
-                caughtUp.withLock { $0 = ok }
-                done.signal()
-            }
-            // Bounded: when finish is called on a thread of the cooperative pool and every other
-            // one is blocked too, the task above never runs; give up after the timeout then.
-            let bound = timeout.components
-            _ = done.wait(timeout: .now() + .seconds(Int(bound.seconds) + 1) + .nanoseconds(Int(bound.attoseconds / 1_000_000_000)))
-            if !caughtUp.withLock({ $0 }) {
-                logger.warning("the server did not get everything before finish timed out; the run is complete on disk: run `runlog sync` to finish the upload",
-                               metadata: ["run": "\(id)", "directory": "\(directory)"])
-            }
+        if let upload, !upload.finish(timeout: settings.onlineFinishTimeout) {
+            logger.warning("the server did not get everything before finish timed out; the run is complete on disk: run `runlog sync` to finish the upload",
+                           metadata: ["run": "\(id)", "directory": "\(directory)"])
         }
     }
 

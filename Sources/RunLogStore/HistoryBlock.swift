@@ -57,24 +57,33 @@ struct HistoryBlockBuilder: Sendable {
                 present![row >> 6] |= 1 << UInt64(row & 63)
             }
             count += 1
-            switch (storage, v) {
-            case (.doubles(var a), .double(let d)):
-                storage = .generic([])  // release the buffer so the append below does not copy
-                a.append(d.bitPattern)
-                storage = .doubles(a)
-            case (.ints(var a), .int(let i)):
-                storage = .generic([])
-                a.append(i)
-                storage = .ints(a)
-            case (.generic(var a), _):
+            // Switch on `storage` alone, never on a tuple holding it: a `switch (storage, v)`
+            // keeps a second reference to the array alive for the whole case body, so every
+            // append copied the column (O(rows) per row, quadratic per frame).
+            switch storage {
+            case .doubles(var a):
+                if case .double(let d) = v {
+                    storage = .generic([])  // release the buffer so the append below does not copy
+                    a.append(d.bitPattern)
+                    storage = .doubles(a)
+                    return
+                }
+            case .ints(var a):
+                if case .int(let i) = v {
+                    storage = .generic([])
+                    a.append(i)
+                    storage = .ints(a)
+                    return
+                }
+            case .generic(var a):
                 storage = .generic([])
                 a.append(v)
                 storage = .generic(a)
-            default:
-                var all = values
-                all.append(v)
-                storage = .generic(all)
+                return
             }
+            var all = values
+            all.append(v)
+            storage = .generic(all)
         }
 
         /// The value of the last row that has one.
@@ -106,8 +115,14 @@ struct HistoryBlockBuilder: Sendable {
         steps.append(step)
         timestamps.append(timestamp)
         approximateBytes += 12 + values.count * 9
+        // Rows built the same way usually iterate their keys in the same order: try the column
+        // at the same position first (a string compare) before hashing the key.
+        var j = 0
         for (key, v) in values {
-            if let ci = columnIndex[key] {
+            defer { j += 1 }
+            if j < columns.count, columns[j].key == key {
+                columns[j].append(v, row: row)
+            } else if let ci = columnIndex[key] {
                 columns[ci].append(v, row: row)
             } else {
                 columnIndex[key] = columns.count
@@ -240,16 +255,23 @@ struct HistoryBlockBuilder: Sendable {
 
     static func unshuffleDoubles(_ r: inout ByteReader, count m: Int, xor: Bool) throws(DecodeError) -> [UInt64] {
         let planes = try r.take(m * 8)
-        let base = planes.startIndex
-        var out = [UInt64](repeating: 0, count: m)
-        var prev: UInt64 = 0
-        for i in 0..<m {
-            var v: UInt64 = 0
-            for plane in 0..<8 { v |= UInt64(planes[base + plane * m + i]) << (8 * UInt64(plane)) }
-            if xor { v ^= prev; prev = v }
-            out[i] = v
+        // Plane by plane over raw pointers: sequential reads, no bounds checks in the loop.
+        return [UInt64](unsafeUninitializedCapacity: m) { o, count in
+            planes.withUnsafeBufferPointer { p in
+                guard let src = p.baseAddress, let dst = o.baseAddress else { return }
+                for i in 0..<m { dst[i] = UInt64(src[i]) }
+                for plane in 1..<8 {
+                    let s = src + plane * m
+                    let shift = UInt64(8 * plane)
+                    for i in 0..<m { dst[i] |= UInt64(s[i]) << shift }
+                }
+                if xor {
+                    var prev: UInt64 = 0
+                    for i in 0..<m { prev ^= dst[i]; dst[i] = prev }
+                }
+            }
+            count = m
         }
-        return out
     }
 
     /// Decodes a block body into rows.

@@ -383,14 +383,16 @@ public final class LogWriter: @unchecked Sendable {
         /// The open frame is sealed and written at least this often. Default 250 ms: a
         /// killed process loses at most this much of what it never flushed.
         public var flushInterval: Duration = .milliseconds(250)
-        /// Seal a frame once it holds this many history rows. Default 16,384.
-        public var maxFrameRows = 16_384
+        /// Seal a frame once it holds this many history rows. Default 8,192: about 700 KB of
+        /// staged columns for workload W, and the unit a seek or rewind decodes.
+        public var maxFrameRows = 8_192
         /// Seal a frame once its records take about this many bytes. Default 4 MiB.
         public var maxFrameBytes = 4 << 20
         /// zstd level for live frames. Default 1.
         public var compressionLevel: Int32 = 1
-        /// Sealed frames waiting to be written before appends wait for the disk. Default 8.
-        public var maxPendingFrames = 8
+        /// Sealed frames waiting to be written before appends wait for the disk. Default 2:
+        /// each pending frame is held whole in memory until the flusher has written it.
+        public var maxPendingFrames = 2
         public init() {}
     }
 

@@ -174,11 +174,12 @@ extension LogReader {
                 continue
             }
             var lo = Int64.max, hi = Int64.min
-            for (i, r) in try records(in: f).enumerated() {
-                guard case .history(let row) = r, row.branch == 0,
-                      map.branch(at: RecordPosition(sequence: f.header.sequence, index: UInt32(i))) == nil else { continue }
-                lo = min(lo, row.step)
-                hi = max(hi, row.step)
+            for block in try historySteps(in: f).blocks where block.branch == 0 {
+                for (i, step) in block.steps.enumerated()
+                where map.branch(at: RecordPosition(sequence: f.header.sequence, index: block.firstIndex + UInt32(i))) == nil {
+                    lo = min(lo, step)
+                    hi = max(hi, step)
+                }
             }
             if lo <= hi { out.append(LiveFrame(frame: f, firstStep: lo, lastStep: hi)) }
         }
@@ -198,10 +199,11 @@ extension LogReader {
         guard lo < live.count else { return nil }
         for lf in live[lo...] {
             let seq = lf.frame.header.sequence
-            for (i, r) in try records(in: lf.frame).enumerated() {
-                let p = RecordPosition(sequence: seq, index: UInt32(i))
-                if case .history(let row) = r, row.branch == 0, row.step >= target, map.branch(at: p) == nil {
-                    return (p, row)
+            let frameSteps = try historySteps(in: lf.frame)
+            for (k, block) in frameSteps.blocks.enumerated() where block.branch == 0 {
+                for i in 0..<block.steps.count where block.steps[i] >= target {
+                    let p = RecordPosition(sequence: seq, index: block.firstIndex + UInt32(i))
+                    if map.branch(at: p) == nil { return (p, try frameSteps.row(block: k, i, frame: lf.frame, path: path)) }
                 }
             }
         }
@@ -217,10 +219,11 @@ extension LogReader {
         }
         for lf in live[..<lo].reversed() {
             let seq = lf.frame.header.sequence
-            for (i, r) in try records(in: lf.frame).enumerated().reversed() {
-                let p = RecordPosition(sequence: seq, index: UInt32(i))
-                if case .history(let row) = r, row.branch == 0, row.step <= step, map.branch(at: p) == nil {
-                    return (p, row)
+            let frameSteps = try historySteps(in: lf.frame)
+            for (k, block) in frameSteps.blocks.enumerated().reversed() where block.branch == 0 {
+                for i in (0..<block.steps.count).reversed() where block.steps[i] <= step {
+                    let p = RecordPosition(sequence: seq, index: block.firstIndex + UInt32(i))
+                    if map.branch(at: p) == nil { return (p, try frameSteps.row(block: k, i, frame: lf.frame, path: path)) }
                 }
             }
         }
@@ -264,5 +267,48 @@ extension LogReader {
     public func lastLiveStep() throws(StoreError) -> Int64? {
         let map = try archiveMap()
         return try liveFrames(map).last?.lastStep
+    }
+}
+
+/// A frame's decompressed payload with the steps of its history blocks: finding a row by step
+/// reads the step deltas alone; only the block holding the row found is decoded, column by
+/// column, and no dictionary is built for any other row.
+struct FrameSteps {
+    struct Block {
+        var branch: UInt32
+        var steps: [Int64]
+        /// Record index of the block's first row.
+        var firstIndex: UInt32
+        /// The block body in `raw`.
+        var body: Range<Int>
+    }
+    var raw: [UInt8]
+    var blocks: [Block]
+
+    func row(block k: Int, _ i: Int, frame: FrameInfo, path: String) throws(StoreError) -> HistoryRow {
+        do {
+            var r = ByteReader(raw, offset: blocks[k].body.lowerBound, end: blocks[k].body.upperBound)
+            return try FrameCodec.decodeBlock(&r).row(i)
+        } catch {
+            throw StoreError(.corrupted, "frame \(frame.header.sequence) is malformed: \(error)", path: path, offset: frame.offset)
+        }
+    }
+}
+
+extension FrameCodec.HistoryBlock {
+    /// Row `i` of the block as a `HistoryRow`.
+    func row(_ i: Int) -> HistoryRow {
+        var values: [String: Value] = [:]
+        for c in columns {
+            if let rows = c.rows {
+                // `rows` is ascending: binary search for row i.
+                var lo = 0, hi = rows.count
+                while lo < hi { let mid = (lo + hi) / 2; if Int(rows[mid]) < i { lo = mid + 1 } else { hi = mid } }
+                if lo < rows.count, Int(rows[lo]) == i { values[c.key] = c.values[lo] }
+            } else {
+                values[c.key] = c.values[i]
+            }
+        }
+        return HistoryRow(step: steps[i], timestamp: timestamps[i], values: values, branch: branch)
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import RunLog
 import RunLogStore
+import Synchronization
 
 /// Online mode for the SDK: uploads a run while it is written, through the sync engine.
 ///
@@ -34,25 +35,35 @@ public struct OnlineSync: LiveUploader {
         let engine = SyncEngine(transport: HTTPSyncTransport(baseURL: server, apiKey: apiKey), serverKey: server.absoluteString,
                                 configuration: config, concurrency: 1, logger: logger)
         let job = SyncJob(directory: runDirectory, remote: RemoteRun(entity: entity ?? defaultEntity, project: project, id: id))
-        let task = Task.detached { await engine.sync([job]) }
-        return Upload(task: task)
+        return Upload(engine: engine, job: job)
     }
 
-    final class Upload: LiveUpload, Sendable {
-        let task: Task<SyncReport, Never>
-        init(task: Task<SyncReport, Never>) { self.task = task }
+    final class Upload: LiveUpload, @unchecked Sendable {
+        /// The outcome, shared with the task that produces it.
+        final class Outcome: Sendable {
+            let done = DispatchSemaphore(value: 0)
+            let caughtUp = Mutex<Bool?>(nil)
+        }
+        private let outcome = Outcome()
+        private var task: Task<Void, Never>?
 
-        func finish(timeout: Duration) async -> Bool {
-            let task = self.task
-            let result: Bool? = await withTaskGroup(of: Bool?.self) { group in
-                group.addTask { await task.value.failed.isEmpty }
-                group.addTask { try? await Task.sleep(for: timeout); return nil }
-                let first = await group.next() ?? nil
-                group.cancelAll()
-                return first
+        init(engine: SyncEngine, job: SyncJob) {
+            let outcome = self.outcome
+            task = Task.detached {
+                let report = await engine.sync([job])
+                outcome.caughtUp.withLock { $0 = report.failed.isEmpty }
+                outcome.done.signal()
             }
-            if result == nil { task.cancel() }
-            return result ?? false
+        }
+
+        func finish(timeout: Duration) -> Bool {
+            let c = timeout.components
+            let deadline = DispatchTime.now() + .seconds(Int(c.seconds)) + .nanoseconds(Int(c.attoseconds / 1_000_000_000))
+            if outcome.done.wait(timeout: deadline) == .timedOut {
+                task?.cancel()
+                return false
+            }
+            return outcome.caughtUp.withLock { $0 } ?? false
         }
     }
 }

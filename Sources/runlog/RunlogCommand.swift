@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import RunLogStore
+import RunLogSync
 
 @main
 struct RunlogCommand: AsyncParsableCommand {
@@ -29,7 +30,7 @@ struct RunlogCommand: AsyncParsableCommand {
         commandName: "runlog",
         abstract: "RunLog: a native Swift experiment tracker.",
         subcommands: [
-            Demo.self, Verify.self, Show.self, Compact.self, Rewind.self, Fork.self, Sync.self, Ls.self, Login.self, GC.self, ServerCommand.self, StressWrite.self,
+            Demo.self, Verify.self, Show.self, Compact.self, Rewind.self, Fork.self, Sync.self, Ls.self, Login.self, GC.self, Import.self, ServerCommand.self, StressWrite.self,
         ]
     )
 }
@@ -74,6 +75,7 @@ struct Verify: ParsableCommand {
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
+        if WandbImport.isWandb(path) { return try verifyWandb() }
         let file = logPath(for: path)
         do {
             let reader = try LogReader(path: file, options: .init(salvage: salvage, verifyPayloads: true))
@@ -117,6 +119,33 @@ struct Verify: ParsableCommand {
     }
 }
 
+extension Verify {
+    /// A wandb `.wandb` file: every chunk checksum and record, with the torn tail reported.
+    func verifyWandb() throws {
+        do {
+            var reader = try WandbLogReader(url: URL(fileURLWithPath: path), options: .init(corruption: salvage ? .skipToNextBlock : .throw))
+            var records = 0
+            while try reader.next() != nil { records += 1 }
+            let damage = reader.skipped.map { Value.object(["offset": .int(Int64($0.offset ?? 0)), "reason": .string("\($0)")]) }
+            if json {
+                printJSON(["path": .string(path), "format": "wandb", "clean": .bool(damage.isEmpty), "records": .int(Int64(records)),
+                           "torn_tail_bytes": .int(reader.tornTail?.byteCount ?? 0), "damaged": .array(damage)])
+            } else {
+                print("\(path): wandb log, \(records) records")
+                if let t = reader.tornTail { print("torn tail: \(t)") }
+                for d in reader.skipped { print("damaged: \(d)") }
+                print(damage.isEmpty ? "OK" : "DAMAGED")
+            }
+            if !damage.isEmpty { throw ExitCode(3) }
+        } catch let e as ExitCode {
+            throw e
+        } catch {
+            FileHandle.standardError.write(Data("runlog: \(error)\n".utf8))
+            throw ExitCode(3)
+        }
+    }
+}
+
 struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print a run's metadata, config, summary or history.")
 
@@ -128,6 +157,7 @@ struct Show: ParsableCommand {
     @Option(help: "With --history: only rows from this step on.") var fromStep: Int64?
 
     func run() throws {
+        if WandbImport.isWandb(path) { return try showWandb() }
         do {
             let reader = try LogReader(path: logPath(for: path))
             if history {
@@ -164,6 +194,39 @@ struct Show: ParsableCommand {
         } catch {
             throw fail(error)
         }
+    }
+}
+
+extension Show {
+    /// A wandb offline run, decoded with RunLog's `.wandb` reader.
+    func showWandb() throws {
+        let run: WandbRun
+        do { run = try WandbRun(contentsOf: URL(fileURLWithPath: path)) } catch {
+            FileHandle.standardError.write(Data("runlog: \(error)\n".utf8))
+            throw ExitCode(3)
+        }
+        if history {
+            for row in run.history {
+                var o = row.values
+                o["_step"] = .int(row.step)
+                print(Value.object(o).description)
+            }
+            return
+        }
+        if config { print(Value.object(run.config).description); return }
+        if summary { print(Value.object(run.summary).description); return }
+        let overview: [String: Value] = [
+            "format": "wandb", "id": .string(run.id), "project": .string(run.project), "name": .string(run.name),
+            "state": .string(run.state.rawValue), "tags": .array(run.tags.map(Value.string)), "config": .object(run.config),
+            "summary": .object(run.summary), "history_rows": .int(Int64(run.history.count)),
+            "last_step": run.step.map { .int($0) } ?? .null, "torn_tail_bytes": .int(run.tornTail?.byteCount ?? 0),
+        ]
+        if json { print(Value.object(overview).description); return }
+        print("wandb run \(run.id)  project \(run.project)  name \(run.name)  state \(run.state.rawValue)")
+        print("history: \(run.history.count) rows" + (run.step.map { ", last step \($0)" } ?? ""))
+        if let t = run.tornTail { print("torn tail: \(t)") }
+        print("config: \(Value.object(run.config))")
+        print("summary: \(Value.object(run.summary))")
     }
 }
 

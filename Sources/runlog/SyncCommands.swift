@@ -237,3 +237,28 @@ struct GC: ParsableCommand {
 extension RunDirectory {
     static func runsForGC(_ path: String) -> [String] { RunDiscovery.runs(under: path) }
 }
+
+struct Import: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Convert wandb offline runs (offline-run-*/ or .wandb files) into RunLog runs.",
+        discussion: "A file cut short by a kill imports everything that is whole. Each run lands in DIR/<project>/<id>-<dir name>.")
+    @Argument(help: "wandb offline run directories or .wandb files.") var paths: [String]
+    @Option(help: "Where the runs go (default: ./runlog).") var to = "runlog"
+
+    func run() throws {
+        var failed = 0
+        for path in paths {
+            do {
+                let run = try WandbRun(contentsOf: URL(fileURLWithPath: path))
+                let base = ((path.hasSuffix(".wandb") ? (path as NSString).deletingLastPathComponent : path) as NSString).lastPathComponent
+                let dest = to + "/" + (run.project.isEmpty ? "uncategorized" : run.project) + "/" + run.id + "-" + base
+                let r = try WandbImport.write(run, to: dest)
+                print("imported \(path) -> \(r.directory) (\(r.rows) rows" + (r.droppedBytes > 0 ? ", \(r.droppedBytes) bytes of a torn tail dropped" : "") + ")")
+            } catch {
+                failed += 1
+                FileHandle.standardError.write(Data("runlog: cannot import \(path): \(error)\n".utf8))
+            }
+        }
+        if failed > 0 { throw ExitCode(1) }
+    }
+}

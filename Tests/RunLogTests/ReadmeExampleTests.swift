@@ -5,7 +5,7 @@ import RunLogStore
 
 /// The README's training-loop example, compiled and run: `readmeExample` holds it verbatim
 /// between the markers, and a test checks the README still shows exactly this code.
-@Suite struct ReadmeExampleTests {
+@Suite(.exclusiveProcessState) struct ReadmeExampleTests {
     func trainStep(_ step: Int) -> (Double, Double) { (1 / Double(step + 1), Double(step) / 1000) }
 
     func readmeExample() throws -> Run {

@@ -783,7 +783,7 @@ struct StartOnlineModeTests {
         struct Upload: LiveUpload {
             let owner: FakeUploader
             let directory: String
-            func finish(timeout: Duration) async -> Bool {
+            func finish(timeout: Duration) -> Bool {
                 let closed = !RunDirectory.isLocked(directory) && ((try? contents(atPath: directory))?.exits.count == 1)
                 owner.finished.withLock { $0.append((timeout, closed)) }
                 return owner.caughtUp

@@ -50,10 +50,11 @@ let benchmarks: @Sendable () -> Void = {
 
     // MARK: Append throughput: 1M steps W64, default writer configuration, until flush() returns.
 
+    // One iteration = 1M appends (scalingFactor .mega): throughput reads in M steps/s, wallClock per step.
     for path in Scenarios.AppendPath.allCases {
         Benchmark("Append W64 1M steps \(path == .fastPath ? "keys-doubles" : "dictionary")",
                   configuration: .init(metrics: Benchmark.defaultConfiguration.metrics + [stepsPerSecond], units: plainUnits,
-                                       scalingFactor: .mega, maxIterations: 5)) // one iteration = 1M appends: throughput in M steps/s { benchmark in
+                                       scalingFactor: .mega, maxIterations: 5)) { benchmark in
             let table = Tables.shared.table(.w64)
             let scratch = try Scratch("append")
             defer { scratch.remove() }
