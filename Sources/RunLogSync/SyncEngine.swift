@@ -77,7 +77,7 @@ public final class SyncEngine: Sendable {
                 }
             }
             launch()
-            while let (job, result, bytes, records) = await group.next() {
+            func account(_ job: SyncJob, _ result: Result<UInt64, SyncFailure>, _ bytes: Int, _ records: Int) {
                 running -= 1
                 report.bytes += bytes
                 report.records += records
@@ -85,6 +85,9 @@ public final class SyncEngine: Sendable {
                 case .success: report.finished.append(job)
                 case .failure(let f): report.failed.append((job, f.message))
                 }
+            }
+            while let (job, result, bytes, records) = await group.next() {
+                account(job, result, bytes, records)
                 ready.append(contentsOf: waiting.removeValue(forKey: job.remote.id) ?? [])
                 launch()
             }
@@ -92,13 +95,7 @@ public final class SyncEngine: Sendable {
             for (_, children) in waiting { ready.append(contentsOf: children) }
             launch()
             while let (job, result, bytes, records) = await group.next() {
-                running -= 1
-                report.bytes += bytes
-                report.records += records
-                switch result {
-                case .success: report.finished.append(job)
-                case .failure(let f): report.failed.append((job, f.message))
-                }
+                account(job, result, bytes, records)
                 launch()
             }
         }
