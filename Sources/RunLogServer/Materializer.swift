@@ -17,6 +17,14 @@ struct PreparedFrame: Sendable {
     /// Whether a piece is a record that changes metadata, config, summary, tags, lineage or state.
     var hasState: Bool
 
+    /// About how many bytes storing the frame writes: its own and its chunks'.
+    var storedBytes: Int {
+        pieces.reduce(bytes.count) { n, p in
+            if case .block(let chunks, _, _, _, _) = p { return n + chunks.reduce(0) { $0 + $1.steps.count + $1.values.count + 64 } }
+            return n
+        }
+    }
+
     /// Decodes a checked frame.
     /// - Throws: `.corrupted` when the payload does not decode.
     static func prepare(_ frame: FrameCodec.StoredFrame) throws(StoreError) -> PreparedFrame {
@@ -101,47 +109,83 @@ enum IngestDecision: Sendable {
     case apply(IngestPlan)
 }
 
+/// Folds a request's frames, one at a time and in order, into a run's materialized state,
+/// giving for each frame the writes it needs. Backends feed it frames as they are decoded
+/// (so decoding the next frame overlaps writing this one) inside the run's transaction.
+struct IngestPlanner: Sendable {
+    private(set) var plan: IngestPlan
+
+    /// - Parameter run: the run's state as stored (its `acknowledged` read under the run's lock).
+    init(run: MaterializedRun) { plan = IngestPlan(run: run) }
+
+    /// Whether a request claiming `after` starts beyond what the server holds (409).
+    func isGap(after: UInt64) -> Bool { after > plan.run.acknowledged }
+
+    var documentsLoaded: Bool { plan.run.documentsLoaded }
+
+    /// Supplies the run's stored documents (parsed only when a frame changes them).
+    mutating func loadDocuments(from row: StoredRunRow) {
+        let full = row.materialized(documents: true)
+        plan.run.metadata = full.metadata
+        plan.run.config = full.config
+        plan.run.summary = full.summary
+        plan.run.tags = full.tags
+        plan.run.documentsLoaded = true
+    }
+
+    /// The writes for the next frame of the request, in order; none when the server holds
+    /// it already. Frames with state records need ``loadDocuments(from:)`` first.
+    mutating func add(_ frame: PreparedFrame) -> [IngestOperation] {
+        guard frame.sequence > plan.run.acknowledged else {
+            plan.skipped += 1
+            return []
+        }
+        precondition(!frame.hasState || plan.run.documentsLoaded, "documents must be loaded to apply state records")
+        plan.stored += 1
+        var ops: [IngestOperation] = [.frame(sequence: frame.sequence, bytes: frame.bytes)]
+        var pending: [HistoryChunk] = []
+        for piece in frame.pieces {
+            switch piece {
+            case .block(let chunks, let rows, _, let last, let branch):
+                pending.append(contentsOf: chunks)
+                if branch == 0 {
+                    plan.run.historyRows += Int64(rows)
+                    plan.run.lastStep = max(plan.run.lastStep ?? last, last)
+                }
+            case .record(let record, let index):
+                // Points written before a rewind marker are archived by it: plan them first.
+                if case .rewind = record, !pending.isEmpty {
+                    ops.append(.chunks(pending))
+                    pending = []
+                }
+                Materializer.apply(record, index: index, sequence: frame.sequence, to: &plan, ops: &ops)
+            }
+        }
+        if !pending.isEmpty { ops.append(.chunks(pending)) }
+        plan.run.acknowledged = frame.sequence
+        return ops
+    }
+}
+
 /// Folds frames into a run's materialized state and plans the writes.
 enum Materializer {
-    /// Plans an ingest request.
+    /// Plans a whole request at once (what ``IngestPlanner`` does frame by frame).
     ///
     /// - Parameters:
-    ///   - run: the run's state as stored (its `acknowledged` read under the run's lock).
+    ///   - run: the run's state as stored, documents loaded if any frame has state records.
     ///   - after: the client's `X-RunLog-After`.
     ///   - frames: the request's frames, in order, sequences strictly increasing.
     static func plan(run: MaterializedRun, after: UInt64, frames: [PreparedFrame]) -> IngestDecision {
-        guard after <= run.acknowledged else { return .gap(acknowledged: run.acknowledged) }
-        var plan = IngestPlan(run: run)
-        var pending: [HistoryChunk] = []
-        func flushChunks() {
-            if !pending.isEmpty { plan.operations.append(.chunks(pending)); pending = [] }
-        }
-        for frame in frames {
-            guard frame.sequence > plan.run.acknowledged else { plan.skipped += 1; continue }
-            plan.stored += 1
-            plan.operations.append(.frame(sequence: frame.sequence, bytes: frame.bytes))
-            precondition(!frame.hasState || plan.run.documentsLoaded, "documents must be loaded to apply state records")
-            for piece in frame.pieces {
-                switch piece {
-                case .block(let chunks, let rows, _, let last, let branch):
-                    pending.append(contentsOf: chunks)
-                    if branch == 0 {
-                        plan.run.historyRows += Int64(rows)
-                        plan.run.lastStep = max(plan.run.lastStep ?? last, last)
-                    }
-                case .record(let record, let index):
-                    // Points written before a rewind marker are archived by it: plan them first.
-                    if case .rewind = record { flushChunks() }
-                    apply(record, index: index, sequence: frame.sequence, to: &plan)
-                }
-            }
-            plan.run.acknowledged = frame.sequence
-        }
-        flushChunks()
+        var planner = IngestPlanner(run: run)
+        guard !planner.isGap(after: after) else { return .gap(acknowledged: run.acknowledged) }
+        var operations: [IngestOperation] = []
+        for frame in frames { operations += planner.add(frame) }
+        var plan = planner.plan
+        plan.operations = operations
         return .apply(plan)
     }
 
-    private static func apply(_ record: Record, index: UInt32, sequence: UInt64, to plan: inout IngestPlan) {
+    static func apply(_ record: Record, index: UInt32, sequence: UInt64, to plan: inout IngestPlan, ops: inout [IngestOperation]) {
         switch record {
         case .runMetadata(let m):
             plan.run.metadata.merge(m.fields) { _, new in new }
@@ -166,15 +210,15 @@ enum Materializer {
             plan.run.state = e.state
             plan.documentsChanged = true
         case .rewind(let r):
-            plan.operations.append(.rewind(sequence: sequence, index: index, step: r.step, branch: r.branch, timestamp: r.timestamp))
+            ops.append(.rewind(sequence: sequence, index: index, step: r.step, branch: r.branch, timestamp: r.timestamp))
             // A marker without a cut (written by compaction) archives nothing: its rows
             // arrive in blocks that carry their branch number.
             if r.cut != nil {
-                plan.operations.append(.archive(afterStep: r.step, branch: r.branch))
+                ops.append(.archive(afterStep: r.step, branch: r.branch))
                 plan.archived = true
             }
         case .file(let f):
-            plan.operations.append(.file(f))
+            ops.append(.file(f))
         case .history, .console, .systemMetrics, .unknown:
             break
         }

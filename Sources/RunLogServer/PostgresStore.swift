@@ -250,7 +250,7 @@ final class PostgresStore: ServerStore {
 
     private struct Gap: Error { var acknowledged: UInt64 }
 
-    func ingest(_ key: RunKey, after: UInt64, frames: [PreparedFrame]) async throws -> IngestResult {
+    func ingest(_ key: RunKey, after: UInt64, frames: FrameFeed) async throws -> IngestResult {
         do {
             return try await wrap {
                 try await client.withTransaction(logger: logger) { conn in
@@ -262,7 +262,7 @@ final class PostgresStore: ServerStore {
         }
     }
 
-    private func ingest(_ conn: PostgresConnection, _ key: RunKey, after: UInt64, frames: [PreparedFrame]) async throws -> IngestResult {
+    private func ingest(_ conn: PostgresConnection, _ key: RunKey, after: UInt64, frames: FrameFeed) async throws -> IngestResult {
         let now = nowMicros()
         var entityID: Int64?
         for try await id in try await conn.query("SELECT id FROM entities WHERE name = \(key.entity)", logger: logger).decode(Int64.self) {
@@ -295,55 +295,24 @@ final class PostgresStore: ServerStore {
         guard let row = stored else { throw ServerError(.storage, "run \(key) vanished") }
         let runID = row.id
 
-        let plan: IngestPlan
-        switch Materializer.plan(run: row.materialized(documents: frames.contains { $0.hasState }), after: after, frames: frames) {
-        case .gap(let ack): throw Gap(acknowledged: ack)
-        case .apply(let p): plan = p
-        }
-
+        var planner = IngestPlanner(run: row.materialized(documents: false))
+        if planner.isGap(after: after) { throw Gap(acknowledged: row.acknowledged) }
         var frameSeqs: [Int64] = []
         var frameBytes: [ByteBuffer] = []
-        for op in plan.operations {
-            switch op {
-            case .frame(let seq, let bytes):
-                frameSeqs.append(Int64(bitPattern: seq))
-                frameBytes.append(Self.buffer(bytes))
-            case .chunks(let chunks):
-                try await insert(conn, chunks, run: runID)
-            case .archive(let step, let branch):
-                var straddling: [(Int64, HistoryChunk)] = []
-                for try await t in try await conn.query(
-                    PostgresQuery(unsafeSQL: "SELECT id, " + Self.chunkColumns
-                        + " FROM history_chunks WHERE run = $1 AND branch = 0 AND first_step <= $2 AND last_step > $2",
-                        binds: { var b = PostgresBindings(); b.append(runID); b.append(step); return b }()),
-                    logger: logger
-                ).decode((Int64, String, Int64, Int64, Int64, Int64, Double?, Double?, Int64, ByteBuffer, ByteBuffer).self) {
-                    straddling.append((t.0, Self.chunk((t.1, t.2, t.3, t.4, t.5, t.6, t.7, t.8, t.9, t.10))))
+        for i in 0..<frames.count {
+            let frame = try await frames.value(i)
+            if frame.hasState && !planner.documentsLoaded { planner.loadDocuments(from: row) }
+            for op in planner.add(frame) {
+                switch op {
+                case .frame(let seq, let bytes):
+                    frameSeqs.append(Int64(bitPattern: seq))
+                    frameBytes.append(Self.buffer(bytes))
+                default:
+                    try await execute(conn, op, run: runID)
                 }
-                let b = Int64(branch)
-                try await conn.query(
-                    "UPDATE history_chunks SET branch = \(b) WHERE run = \(runID) AND branch = 0 AND first_step > \(step)", logger: logger)
-                for (id, c) in straddling {
-                    let parts: (kept: HistoryChunk?, moved: HistoryChunk?)
-                    do { parts = try c.split(after: step, into: branch) } catch { throw ServerError(.storage, "\(error)") }
-                    try await conn.query("DELETE FROM history_chunks WHERE id = \(id)", logger: logger)
-                    try await insert(conn, [parts.kept, parts.moved].compactMap { $0 }, run: runID)
-                }
-            case .rewind(let seq, let index, let step, let branch, let t):
-                let s = Int64(bitPattern: seq), i = Int64(index), br = Int64(branch)
-                try await conn.query(
-                    """
-                    INSERT INTO rewinds (run, seq, idx, step, branch, t) VALUES (\(runID), \(s), \(i), \(step), \(br), \(t))
-                    ON CONFLICT (run, seq, idx) DO UPDATE SET step = EXCLUDED.step, branch = EXCLUDED.branch, t = EXCLUDED.t
-                    """, logger: logger)
-            case .file(let f):
-                try await conn.query(
-                    """
-                    INSERT INTO run_files (run, path, size, digest, policy, t) VALUES (\(runID), \(f.path), \(f.size), \(f.digest), \(f.policy), \(f.timestamp))
-                    ON CONFLICT (run, path) DO UPDATE SET size = EXCLUDED.size, digest = EXCLUDED.digest, policy = EXCLUDED.policy, t = EXCLUDED.t
-                    """, logger: logger)
             }
         }
+        let plan = planner.plan
         if !frameSeqs.isEmpty {
             try await conn.query(
                 "INSERT INTO frames (run, seq, bytes) SELECT \(runID), * FROM unnest(\(frameSeqs)::BIGINT[], \(frameBytes)::BYTEA[])",
@@ -386,6 +355,50 @@ final class PostgresStore: ServerStore {
             }
         }
         return .stored(acknowledged: run.acknowledged, stored: plan.stored, skipped: plan.skipped)
+    }
+
+    private func execute(_ conn: PostgresConnection, _ op: IngestOperation, run runID: Int64) async throws {
+        switch op {
+        case .frame(let seq, let bytes):
+            let s = Int64(bitPattern: seq), b = Self.buffer(bytes)
+            try await conn.query("INSERT INTO frames (run, seq, bytes) VALUES (\(runID), \(s), \(b))", logger: logger)
+        case .chunks(let chunks):
+            try await insert(conn, chunks, run: runID)
+        case .archive(let step, let branch):
+            var straddling: [(Int64, HistoryChunk)] = []
+            var binds = PostgresBindings()
+            binds.append(runID)
+            binds.append(step)
+            for try await t in try await conn.query(
+                PostgresQuery(unsafeSQL: "SELECT id, " + Self.chunkColumns
+                    + " FROM history_chunks WHERE run = $1 AND branch = 0 AND first_step <= $2 AND last_step > $2", binds: binds),
+                logger: logger
+            ).decode((Int64, String, Int64, Int64, Int64, Int64, Double?, Double?, Int64, ByteBuffer, ByteBuffer).self) {
+                straddling.append((t.0, Self.chunk((t.1, t.2, t.3, t.4, t.5, t.6, t.7, t.8, t.9, t.10))))
+            }
+            let b = Int64(branch)
+            try await conn.query(
+                "UPDATE history_chunks SET branch = \(b) WHERE run = \(runID) AND branch = 0 AND first_step > \(step)", logger: logger)
+            for (id, c) in straddling {
+                let parts: (kept: HistoryChunk?, moved: HistoryChunk?)
+                do { parts = try c.split(after: step, into: branch) } catch { throw ServerError(.storage, "\(error)") }
+                try await conn.query("DELETE FROM history_chunks WHERE id = \(id)", logger: logger)
+                try await insert(conn, [parts.kept, parts.moved].compactMap { $0 }, run: runID)
+            }
+        case .rewind(let seq, let index, let step, let branch, let t):
+            let s = Int64(bitPattern: seq), i = Int64(index), br = Int64(branch)
+            try await conn.query(
+                """
+                INSERT INTO rewinds (run, seq, idx, step, branch, t) VALUES (\(runID), \(s), \(i), \(step), \(br), \(t))
+                ON CONFLICT (run, seq, idx) DO UPDATE SET step = EXCLUDED.step, branch = EXCLUDED.branch, t = EXCLUDED.t
+                """, logger: logger)
+        case .file(let f):
+            try await conn.query(
+                """
+                INSERT INTO run_files (run, path, size, digest, policy, t) VALUES (\(runID), \(f.path), \(f.size), \(f.digest), \(f.policy), \(f.timestamp))
+                ON CONFLICT (run, path) DO UPDATE SET size = EXCLUDED.size, digest = EXCLUDED.digest, policy = EXCLUDED.policy, t = EXCLUDED.t
+                """, logger: logger)
+        }
     }
 
     private static let chunkColumns = "metric, branch, first_step, last_step, count, min_value, max_value, seq, steps, vals"

@@ -120,6 +120,14 @@ final class SQLiteConnection {
 
     var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
 
+    /// Copies the WAL into the database file: `PASSIVE` (as far as it can without waiting
+    /// for the writer or readers), or `TRUNCATE` (all of it, then empties the WAL).
+    func checkpoint(passive: Bool) throws(ServerError) {
+        var log: Int32 = 0, done: Int32 = 0
+        let rc = sqlite3_wal_checkpoint_v2(handle, nil, passive ? SQLITE_CHECKPOINT_PASSIVE : SQLITE_CHECKPOINT_TRUNCATE, &log, &done)
+        guard rc == SQLITE_OK || rc == SQLITE_BUSY else { throw error("checkpoint", rc) }
+    }
+
     /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
     func transaction<T>(immediate: Bool = true, _ body: () throws -> T) throws -> T {
         try exec(immediate ? "BEGIN IMMEDIATE" : "BEGIN")

@@ -1,24 +1,49 @@
+import CSQLite
 import Logging
 import RunLogStore
+import Synchronization
 
 /// The default backend: one SQLite file in WAL mode with `synchronous=FULL`, so a commit is
 /// on disk before the server answers.
 ///
-/// One writer connection and one reader connection, each on its own thread
-/// (``SQLiteWorker``): ingests serialize on the writer (SQLite has one writer at a time
-/// anyway), reads go on beside them from the WAL snapshot.
+/// Three connections, each on its own thread (``SQLiteWorker``): ingests serialize on the
+/// writer (SQLite has one writer at a time anyway); reads go on beside them from the WAL
+/// snapshot; and a checkpointer copies the WAL into the database file in the background
+/// (`PASSIVE`, never blocking the writer), so that an ingest's cost is its own WAL append
+/// and `fsync`, not the periodic checkpoint SQLite would otherwise run inside a commit.
+/// The writer still checkpoints by itself if the WAL reaches 1 GiB (the background one
+/// being unable to keep up).
 final class SQLiteStore: ServerStore {
     let backend = "sqlite"
     let path: String
     private let writer: SQLiteWorker
     private let reader: SQLiteWorker
+    private let checkpointer: SQLiteWorker
     private let logger: Logger
+    /// Bytes committed since the last background checkpoint was asked for.
+    private let uncheckpointed = Mutex<Int>(0)
+    private let checkpointRequests: AsyncStream<Void>.Continuation
+    private let checkpointLoop: Task<Void, Never>
+
+    /// Committed bytes after which the background checkpointer runs.
+    static let checkpointEvery = 64 << 20
 
     private init(path: String, logger: Logger) {
         self.path = path
         self.logger = logger
         writer = SQLiteWorker(name: "runlog-sqlite-writer", path: path, readOnly: false)
         reader = SQLiteWorker(name: "runlog-sqlite-reader", path: path, readOnly: true)
+        let checkpointer = SQLiteWorker(name: "runlog-sqlite-checkpoint", path: path, readOnly: false)
+        self.checkpointer = checkpointer
+        let (requests, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        checkpointRequests = continuation
+        checkpointLoop = Task.detached { [logger] in
+            for await _ in requests {
+                do { try await checkpointer.perform { db in try db.checkpoint(passive: true) } } catch {
+                    logger.warning("background checkpoint failed", metadata: ["error": "\(error)"])
+                }
+            }
+        }
     }
 
     /// Opens (creating if needed) the database and migrates it to the current schema.
@@ -35,9 +60,24 @@ final class SQLiteStore: ServerStore {
         return store
     }
 
+    /// Stops the checkpointer (after a last, complete checkpoint) and closes the connections.
     func close() async {
+        checkpointRequests.finish()
+        await checkpointLoop.value
+        _ = try? await checkpointer.perform { db in try db.checkpoint(passive: false) }
+        await checkpointer.close()
         await writer.close()
         await reader.close()
+    }
+
+    private func committed(bytes: Int) {
+        let due = uncheckpointed.withLock { n -> Bool in
+            n += bytes
+            guard n >= Self.checkpointEvery else { return false }
+            n = 0
+            return true
+        }
+        if due { checkpointRequests.yield() }
     }
 
     // MARK: Schema
@@ -86,6 +126,8 @@ final class SQLiteStore: ServerStore {
         try db.exec("PRAGMA page_size = 16384")
         _ = try db.query("PRAGMA journal_mode = WAL") { $0.text(0) }
         try db.exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY")
+        // Checkpoints run in the background (see the type's comment); this is the backstop.
+        try db.exec("PRAGMA wal_autocheckpoint = \((1 << 30) / 16384); PRAGMA journal_size_limit = \(256 << 20)")
         return try db.transaction {
             try db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied INTEGER NOT NULL)")
             let current = try db.first("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") { $0.int(0) } ?? 0
@@ -172,19 +214,21 @@ final class SQLiteStore: ServerStore {
 
     private struct Gap: Error { var acknowledged: UInt64 }
 
-    func ingest(_ key: RunKey, after: UInt64, frames: [PreparedFrame]) async throws -> IngestResult {
+    func ingest(_ key: RunKey, after: UInt64, frames: FrameFeed) async throws -> IngestResult {
         do {
-            return try await writer.perform { db in
+            let result = try await writer.perform { db in
                 try db.transaction {
                     try Self.ingest(db, key, after: after, frames: frames)
                 }
             }
+            committed(bytes: frames.storedBytes)
+            return result
         } catch let gap as Gap {
             return .gap(acknowledged: gap.acknowledged)
         }
     }
 
-    private static func ingest(_ db: SQLiteConnection, _ key: RunKey, after: UInt64, frames: [PreparedFrame]) throws -> IngestResult {
+    private static func ingest(_ db: SQLiteConnection, _ key: RunKey, after: UInt64, frames: FrameFeed) throws -> IngestResult {
         let now = nowMicros()
         guard let entityID = try db.first("SELECT id FROM entities WHERE name = ?", [.text(key.entity)], { $0.int(0) }) else {
             throw ServerError(.notFound, "no entity \(key.entity)")
@@ -195,8 +239,8 @@ final class SQLiteStore: ServerStore {
             projectID = db.lastInsertRowID
         }
         let select = "SELECT " + runColumns + " FROM runs r WHERE r.project_id = ? AND r.run_id = ?"
-        var row = try db.first(select, [.int(projectID!), .text(key.run)]) { runRow($0) }
-        if row == nil {
+        var found = try db.first(select, [.int(projectID!), .text(key.run)]) { runRow($0) }
+        if found == nil {
             let empty = MaterializedRun()
             try db.run(
                 """
@@ -205,42 +249,18 @@ final class SQLiteStore: ServerStore {
                 """,
                 [.int(projectID!), .text(key.run), .text(empty.state), .text(empty.tagsJSON), .text(empty.metadataJSON),
                  .text(empty.configJSON), .text(empty.summaryJSON), .int(now), .int(now)])
-            row = try db.first(select, [.int(projectID!), .text(key.run)]) { runRow($0) }
+            found = try db.first(select, [.int(projectID!), .text(key.run)]) { runRow($0) }
         }
-        let runID = row!.id
-        let documents = frames.contains { $0.hasState }
-        let plan: IngestPlan
-        switch Materializer.plan(run: row!.materialized(documents: documents), after: after, frames: frames) {
-        case .gap(let ack): throw Gap(acknowledged: ack)
-        case .apply(let p): plan = p
+        let row = found!
+        let runID = row.id
+        var planner = IngestPlanner(run: row.materialized(documents: false))
+        if planner.isGap(after: after) { throw Gap(acknowledged: row.acknowledged) }
+        for i in 0..<frames.count {
+            let frame = try frames.get(i)
+            if frame.hasState && !planner.documentsLoaded { planner.loadDocuments(from: row) }
+            for op in planner.add(frame) { try execute(db, op, run: runID) }
         }
-        for op in plan.operations {
-            switch op {
-            case .frame(let seq, let bytes):
-                try db.run("INSERT INTO frames (run, seq, bytes) VALUES (?, ?, ?)", [.int(runID), .int(Int64(bitPattern: seq)), .blob(bytes)])
-            case .chunks(let chunks):
-                for c in chunks { try insert(db, c, run: runID) }
-            case .archive(let step, let branch):
-                let straddling = try db.query(
-                    "SELECT id, " + chunkColumns + " FROM history_chunks WHERE run = ? AND branch = 0 AND first_step <= ? AND last_step > ?",
-                    [.int(runID), .int(step), .int(step)]) { ($0.int(0), chunk($0, offset: 1)) }
-                try db.run("UPDATE history_chunks SET branch = ? WHERE run = ? AND branch = 0 AND first_step > ?",
-                           [.int(Int64(branch)), .int(runID), .int(step)])
-                for (id, c) in straddling {
-                    let parts: (kept: HistoryChunk?, moved: HistoryChunk?)
-                    do { parts = try c.split(after: step, into: branch) } catch { throw ServerError(.storage, "\(error)") }
-                    try db.run("DELETE FROM history_chunks WHERE id = ?", [.int(id)])
-                    if let k = parts.kept { try insert(db, k, run: runID) }
-                    if let m = parts.moved { try insert(db, m, run: runID) }
-                }
-            case .rewind(let seq, let index, let step, let branch, let t):
-                try db.run("INSERT OR REPLACE INTO rewinds (run, seq, idx, step, branch, t) VALUES (?, ?, ?, ?, ?, ?)",
-                           [.int(runID), .int(Int64(bitPattern: seq)), .int(Int64(index)), .int(step), .int(Int64(branch)), .int(t)])
-            case .file(let f):
-                try db.run("INSERT OR REPLACE INTO run_files (run, path, size, digest, policy, t) VALUES (?, ?, ?, ?, ?, ?)",
-                           [.int(runID), .text(f.path), .int(f.size), .text(f.digest), .text(f.policy), .int(f.timestamp)])
-            }
-        }
+        let plan = planner.plan
         var run = plan.run
         if plan.archived {
             let (last, rows) = try db.first(
@@ -269,6 +289,34 @@ final class SQLiteStore: ServerStore {
             for t in Set(run.tags) { try db.run("INSERT INTO run_tags (run, tag) VALUES (?, ?)", [.int(runID), .text(t)]) }
         }
         return .stored(acknowledged: run.acknowledged, stored: plan.stored, skipped: plan.skipped)
+    }
+
+    private static func execute(_ db: SQLiteConnection, _ op: IngestOperation, run runID: Int64) throws {
+        switch op {
+        case .frame(let seq, let bytes):
+            try db.run("INSERT INTO frames (run, seq, bytes) VALUES (?, ?, ?)", [.int(runID), .int(Int64(bitPattern: seq)), .blob(bytes)])
+        case .chunks(let chunks):
+            for c in chunks { try insert(db, c, run: runID) }
+        case .archive(let step, let branch):
+            let straddling = try db.query(
+                "SELECT id, " + chunkColumns + " FROM history_chunks WHERE run = ? AND branch = 0 AND first_step <= ? AND last_step > ?",
+                [.int(runID), .int(step), .int(step)]) { ($0.int(0), chunk($0, offset: 1)) }
+            try db.run("UPDATE history_chunks SET branch = ? WHERE run = ? AND branch = 0 AND first_step > ?",
+                       [.int(Int64(branch)), .int(runID), .int(step)])
+            for (id, c) in straddling {
+                let parts: (kept: HistoryChunk?, moved: HistoryChunk?)
+                do { parts = try c.split(after: step, into: branch) } catch { throw ServerError(.storage, "\(error)") }
+                try db.run("DELETE FROM history_chunks WHERE id = ?", [.int(id)])
+                if let k = parts.kept { try insert(db, k, run: runID) }
+                if let m = parts.moved { try insert(db, m, run: runID) }
+            }
+        case .rewind(let seq, let index, let step, let branch, let t):
+            try db.run("INSERT OR REPLACE INTO rewinds (run, seq, idx, step, branch, t) VALUES (?, ?, ?, ?, ?, ?)",
+                       [.int(runID), .int(Int64(bitPattern: seq)), .int(Int64(index)), .int(step), .int(Int64(branch)), .int(t)])
+        case .file(let f):
+            try db.run("INSERT OR REPLACE INTO run_files (run, path, size, digest, policy, t) VALUES (?, ?, ?, ?, ?, ?)",
+                       [.int(runID), .text(f.path), .int(f.size), .text(f.digest), .text(f.policy), .int(f.timestamp)])
+        }
     }
 
     private static let chunkColumns = "metric, branch, first_step, last_step, count, min_value, max_value, seq, steps, vals"

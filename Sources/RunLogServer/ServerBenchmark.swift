@@ -18,6 +18,9 @@ public enum ServerBenchmark {
         public var rows = 1_000_000
         /// Doubles per row. Default 10.
         public var metrics = 10
+        /// Round every value through `Float`, as a float32 tensor's `item()` gives it (the
+        /// common case in training loops). Default false: full doubles, the worst case.
+        public var float32 = false
         /// Frames per ingest request. Default 4.
         public var framesPerRequest = 4
         /// Runs ingested concurrently (each its own copy of the frames). Default 1.
@@ -37,7 +40,13 @@ public enum ServerBenchmark {
         public var metrics: Int
         public var frames: Int
         public var frameBytes: Int
+        /// Bytes of the history chunks stored for one run (steps and values blobs).
+        public var chunkBytes: Int
         public var ingestSeconds: Double
+        /// One run's requests split, checked and decoded on one core, without storing.
+        public var decodeSeconds: Double
+        /// The same requests, decoded beforehand, stored.
+        public var storeSeconds: Double
         public var rowsPerSecond: Double { Double(rows) / ingestSeconds }
         public var chartMedianMilliseconds: Double
         public var chartP95Milliseconds: Double
@@ -46,8 +55,10 @@ public enum ServerBenchmark {
 
         public var description: String {
             """
-            backend \(backend): ingest \(rows) rows × \(metrics) metrics in \(frames) frames (\(frameBytes / 1024) KiB stored) \
-            in \(String(format: "%.3f", ingestSeconds)) s = \(Int(rowsPerSecond)) rows/s; \
+            backend \(backend): ingest \(rows) rows × \(metrics) metrics in \(frames) frames (\(frameBytes / 1024) KiB as stored, \
+            \(chunkBytes / 1024) KiB of chunks) \
+            in \(String(format: "%.3f", ingestSeconds)) s = \(Int(rowsPerSecond)) rows/s \
+            (one run's check+decode alone on one core \(String(format: "%.3f", decodeSeconds)) s, store alone \(String(format: "%.3f", storeSeconds)) s); \
             chart query (\(chartPoints) points over \(rows) steps, \(chartChunks) chunks): \
             median \(String(format: "%.2f", chartMedianMilliseconds)) ms, p95 \(String(format: "%.2f", chartP95Milliseconds)) ms
             """
@@ -59,7 +70,7 @@ public enum ServerBenchmark {
         let temp = FileManager.default.temporaryDirectory.appendingPathComponent("runlog-server-bench-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: temp, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: temp) }
-        let frames = try makeFrames(directory: temp + "/run", rows: options.rows, metrics: options.metrics)
+        let frames = try makeFrames(directory: temp + "/run", rows: options.rows, metrics: options.metrics, float32: options.float32)
         let database = options.database ?? temp + "/bench.db"
         let suffix = String(UInt64.random(in: 0..<UInt64.max), radix: 36)
         let entity = "bench-\(suffix)"
@@ -80,8 +91,8 @@ public enum ServerBenchmark {
                     group.addTask {
                         let key = RunKey(entity: entity, project: "bench", run: "run\(r)")
                         for (after, body) in requests {
-                            let prepared = try Ingest.prepare(body)
-                            guard case .stored = try await store.ingest(key, after: after, frames: prepared) else {
+                            let frames = try Ingest.split(body)
+                            guard case .stored = try await Ingest.ingest(frames, into: store, key, after: after) else {
                                 throw ServerError(.conflict, "benchmark ingest was refused")
                             }
                         }
@@ -90,6 +101,23 @@ public enum ServerBenchmark {
                 try await group.waitForAll()
             }
             let seconds = (clock.now - start).seconds
+            var chunkBytes = 0
+            for m in try await store.run(RunKey(entity: entity, project: "bench", run: "run0"))?.metrics ?? [] {
+                for c in try await store.chunks(RunKey(entity: entity, project: "bench", run: "run0"), metric: m.name, branch: 0, range: .min ... .max) {
+                    chunkBytes += c.steps.count + c.values.count
+                }
+            }
+            // The same work split in two: checking and decoding alone (one core), then storing
+            // alone (into another run).
+            let decodeStart = clock.now
+            var prepared: [(after: UInt64, frames: FrameFeed)] = []
+            for (after, body) in requests { prepared.append((after, try Ingest.prepare(body))) }
+            let decodeSeconds = (clock.now - decodeStart).seconds
+            let storeStart = clock.now
+            for (after, frames) in prepared {
+                _ = try await store.ingest(RunKey(entity: entity, project: "bench", run: "split"), after: after, frames: frames)
+            }
+            let storeSeconds = (clock.now - storeStart).seconds
             let key = RunKey(entity: entity, project: "bench", run: "run0")
             var latencies: [Double] = []
             var chunkCount = 0
@@ -108,7 +136,8 @@ public enum ServerBenchmark {
             latencies.sort()
             return Result(
                 backend: store.backend, rows: options.rows * max(options.concurrentRuns, 1), metrics: options.metrics, frames: frames.count,
-                frameBytes: frames.reduce(0) { $0 + $1.bytes.count }, ingestSeconds: seconds,
+                frameBytes: frames.reduce(0) { $0 + $1.bytes.count }, chunkBytes: chunkBytes, ingestSeconds: seconds,
+                decodeSeconds: decodeSeconds, storeSeconds: storeSeconds,
                 chartMedianMilliseconds: latencies[latencies.count / 2],
                 chartP95Milliseconds: latencies[min(latencies.count - 1, latencies.count * 95 / 100)],
                 chartChunks: chunkCount, chartPoints: pointCount)
@@ -116,19 +145,20 @@ public enum ServerBenchmark {
     }
 
     /// Writes a run with `LogWriter` and returns its frames as stored.
-    static func makeFrames(directory: String, rows: Int, metrics: Int) throws -> [(sequence: UInt64, bytes: [UInt8])] {
+    static func makeFrames(directory: String, rows: Int, metrics: Int, float32: Bool = false) throws -> [(sequence: UInt64, bytes: [UInt8])] {
         var config = LogWriter.Configuration()
         config.durability = .none
         let writer = try LogWriter.open(directory: directory, configuration: config)
         let keys = (0..<metrics).map { "m\($0)" }
         var values = [Double](repeating: 0, count: metrics)
-        var rng = SystemRandomNumberGenerator()
+        var rng = SplitMix64(seed: 12345)
         try writer.append(.runMetadata(RunMetadata(["id": "bench", "name": "bench"])))
         try writer.append(.config(ConfigChange(values: ["lr": 0.001, "batch_size": 64])))
         let t0 = nowMicros()
         for step in 0..<rows {
             for i in 0..<metrics { values[i] += Double.random(in: -0.01...0.01, using: &rng) * Double(i + 1) }
-            try writer.appendRow(step: Int64(step), timestamp: t0 + Int64(step) * 1000, keys: keys, doubles: values)
+            let row = float32 ? values.map { Double(Float($0)) } : values
+            try writer.appendRow(step: Int64(step), timestamp: t0 + Int64(step) * 1000, keys: keys, doubles: row)
         }
         try writer.close()
         let reader = try LogReader(path: RunDirectory.logPath(directory))
@@ -139,4 +169,17 @@ public enum ServerBenchmark {
 
 extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+/// A fast seeded generator for the benchmark's data (SplitMix64).
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
 }

@@ -139,8 +139,8 @@ public struct ServerError: Error, Sendable, CustomStringConvertible {
 /// the same behaviour suite.
 ///
 /// Every ingest is one transaction, committed before it returns: the run's row is locked,
-/// ``Materializer/plan(run:after:frames:)`` decides what to write, and the plan's operations
-/// run in order.
+/// an ``IngestPlanner`` folds the frames in order and says what to write, and those
+/// operations run in order.
 protocol ServerStore: Sendable {
     /// `sqlite` or `postgres`.
     var backend: String { get }
@@ -158,8 +158,10 @@ protocol ServerStore: Sendable {
 
     /// The highest sequence acknowledged for the run, 0 for a run the server has not seen.
     func acknowledged(_ run: RunKey) async throws -> UInt64
-    /// Stores frames (see ``Materializer``), creating the project and the run if needed.
-    func ingest(_ run: RunKey, after: UInt64, frames: [PreparedFrame]) async throws -> IngestResult
+    /// Stores a request's frames in one transaction (see ``IngestPlanner``), creating the
+    /// project and the run if needed, taking each frame from `frames` as it is decoded.
+    /// - Throws: ``ServerError`` `.badRequest` when a frame does not decode (nothing stored).
+    func ingest(_ run: RunKey, after: UInt64, frames: FrameFeed) async throws -> IngestResult
 
     // MARK: Reads
 

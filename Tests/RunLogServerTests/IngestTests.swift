@@ -97,6 +97,10 @@ struct IngestTests {
             let malformed = try malformedFrame(payload: bad, sequence: 1)
             let r = try await post(client, fx.account.entity, "proj", "d", after: 0, key: fx.account.key, Frames.body(malformed))
             #expect(r.status == .badRequest)
+            // Good frames, then one that does not decode: the good ones are rolled back too.
+            let mixed = frames[0].bytes + frames[1].bytes + (try malformedFrame(payload: bad, sequence: 3))
+            let m = try await post(client, fx.account.entity, "proj", "d", after: 0, key: fx.account.key, Frames.body(mixed))
+            #expect(m.status == .badRequest, "\(String(buffer: m.body))")
 
             // Sequences must increase within a body; an empty body and a missing header are refused.
             let swapped = [frames[1], frames[0]]

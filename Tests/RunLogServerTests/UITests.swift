@@ -39,6 +39,18 @@ struct UITests {
             #expect(big.contains("<polygon"))
             _ = try await chromium.screenshot("http://127.0.0.1:\(port)/ui/\(e)/proj/big", in: dir, name: "run-page-downsampled.png")
 
+            // Hover shows the values under the cursor; a drag zooms into a step range
+            // (reloading it), a double-click resets (see `selfTest` in app.js).
+            let interactive = try await chromium.dumpDOM("http://127.0.0.1:\(port)/ui/\(e)/proj/small#selftest", in: dir)
+            let report = try #require(Chromium.attribute(interactive, "data-selftest"))
+            let result = try JSONParser.parse(report)
+            #expect(result["hover"]?.stringValue?.contains("step 2") == true, "\(report)")
+            #expect(result["before"] == 50)
+            let range = (result["range"]?.stringValue ?? "").split(separator: "-").compactMap { Int($0) }
+            #expect(range.count == 2 && range[0] >= 10 && range[1] <= 35 && range[0] < range[1], "\(report)")
+            if range.count == 2 { #expect(result["zoomed"] == .int(Int64(range[1] - range[0] + 1))) }
+            #expect(result["reset"] == 50)
+
             let png = try await chromium.screenshot("http://127.0.0.1:\(port)/ui/\(e)/proj/small", in: dir, name: "run-page.png")
             #expect(png.count > 10_000)
             #expect(png.prefix(8) == Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]))
@@ -169,6 +181,14 @@ struct Chromium: Sendable {
         let r = try await runOffPool { try runProgram(path, arguments(profile) + ["--window-size=1280,1500", "--screenshot=\(file)", url], timeout: .seconds(180)) }
         #expect(r.status == 0, "chromium: \(r.stderr.suffix(500))")
         return (try? Data(contentsOf: URL(fileURLWithPath: file))) ?? Data()
+    }
+
+    /// An attribute's value in a dumped DOM, HTML entities decoded.
+    static func attribute(_ html: String, _ name: String) -> String? {
+        guard let r = html.range(of: #"\#(name)="([^"]*)""#, options: .regularExpression) else { return nil }
+        let raw = html[r].dropFirst(name.count + 2).dropLast()
+        return raw.replacingOccurrences(of: "&quot;", with: "\"").replacingOccurrences(of: "&lt;", with: "<")
+            .replacingOccurrences(of: "&gt;", with: ">").replacingOccurrences(of: "&amp;", with: "&")
     }
 
     struct Chart {

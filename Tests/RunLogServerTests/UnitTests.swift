@@ -42,7 +42,7 @@ struct HistoryChunkTests {
         #expect(c.min == 0 && c.max == 499)
         #expect(try c.decodeSteps() == Array(stride(from: Int64(10), to: 1010, by: 2)))
         #expect(try c.decodeDoubles() == (0..<500).map(Double.init))
-        #expect(c.values.count == 1 + 500 * 8)
+        #expect(c.values.count == 1 + 500 * 4)  // small integers are float32 values
     }
 
     @Test func irregularStepsAndNonFiniteValues() throws {
@@ -55,6 +55,31 @@ struct HistoryChunkTests {
         #expect(try c.decodeDoubles().map(\.bitPattern) == values.map(\.bitPattern))
         let allNaN = HistoryChunk.make(metric: "m", branch: 0, steps: [1], doubles: [.nan], sequence: 1)
         #expect(allNaN.min == nil && allNaN.max == nil)
+    }
+
+    @Test func float32ValuesTakeHalfTheBytesBitExact() throws {
+        func value(_ i: Int) -> Double {
+            if i % 997 == 0 { return .nan }
+            if i == 7 { return -0.0 }
+            if i == 8 { return .infinity }
+            let x: Double = sin(Double(i) / 50) * 3
+            return Double(Float(x))
+        }
+        let values: [Double] = (0..<5000).map(value)
+        let c = HistoryChunk.make(metric: "m", branch: 0, steps: Array(0..<5000), doubles: values, sequence: 1)
+        #expect(c.values.first == 2)
+        #expect(c.values.count == 1 + 5000 * 4)
+        #expect(try c.decodeDoubles().map(\.bitPattern) == values.map(\.bitPattern))
+        let finite = values.filter(\.isFinite)
+        #expect(c.isNumeric && c.max == finite.max() && c.min == finite.min())
+        let (kept, moved) = try c.split(after: 2499, into: 1)
+        #expect(try kept!.decodeDoubles().map(\.bitPattern) + moved!.decodeDoubles().map(\.bitPattern) == values.map(\.bitPattern))
+        // One value that is not a float32 keeps the whole chunk in doubles.
+        var doubles = values
+        doubles[4321] = 0.1
+        let d = HistoryChunk.make(metric: "m", branch: 0, steps: Array(0..<5000), doubles: doubles, sequence: 1)
+        #expect(d.values.first == 0)
+        #expect(try d.decodeDoubles().map(\.bitPattern) == doubles.map(\.bitPattern))
     }
 
     @Test func genericValues() throws {

@@ -399,6 +399,30 @@ async function runPage() {
     el('div', { class: 'row' }, el('div', {}, el('h2', { text: 'Config' }), kvTable(r.config)), el('div', {}, el('h2', { text: 'Summary' }), kvTable(r.summary))),
     el('h2', { text: 'Files' }), files);
   await Promise.all(boxes.map((b) => b.render()));
+  if (location.hash === '#selftest' && boxes.length) await selfTest(boxes[0]);
+}
+
+// With #selftest in the URL, the run page hovers over and drag-zooms its first chart, and
+// records what happened in <body data-selftest="{...}"> (for the headless browser tests).
+async function selfTest(box) {
+  const svgEl = box.querySelector('svg');
+  const overlay = svgEl.querySelector('rect[fill="transparent"]');
+  const r = svgEl.getBoundingClientRect();
+  const at = (fx) => ({ clientX: r.left + r.width * fx, clientY: r.top + r.height / 2, bubbles: true });
+  overlay.dispatchEvent(new MouseEvent('mousemove', at(0.5)));
+  const hover = !tooltip.hidden ? tooltip.textContent : '';
+  const before = svgEl.getAttribute('data-points');
+  overlay.dispatchEvent(new MouseEvent('mousedown', at(0.3)));
+  overlay.dispatchEvent(new MouseEvent('mousemove', at(0.6)));
+  overlay.dispatchEvent(new MouseEvent('mouseup', at(0.6)));
+  for (let i = 0; i < 100 && !box.dataset.range; i++) await new Promise((ok) => setTimeout(ok, 20));
+  const zoomed = box.querySelector('svg').getAttribute('data-points');
+  const range = box.dataset.range;
+  box.querySelector('svg rect[fill="transparent"]').dispatchEvent(new MouseEvent('dblclick', at(0.5)));
+  for (let i = 0; i < 100 && box.dataset.range; i++) await new Promise((ok) => setTimeout(ok, 20));
+  document.body.dataset.selftest = JSON.stringify({
+    hover, before: Number(before), range, zoomed: Number(zoomed), reset: Number(box.querySelector('svg').getAttribute('data-points')),
+  });
 }
 
 async function comparePage() {
