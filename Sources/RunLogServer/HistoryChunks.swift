@@ -373,6 +373,42 @@ enum Downsampler {
         var mn = [Double](repeating: .infinity, count: n)
         var mx = [Double](repeating: -.infinity, count: n)
         for d in decoded {
+            if let stride = d.stride, stride > 0, !d.values.isEmpty {
+                // Evenly spaced steps: each bucket is a contiguous run of values, summed in a
+                // tight loop (no division per point). [lo, hi] holds exactly the points in range.
+                let count = Int64(d.values.count)
+                var i = d.first >= lo ? 0 : (lo &- d.first &+ stride &- 1) / stride
+                let last = min(count - 1, hi >= d.first ? (hi &- d.first) / stride : -1)
+                d.values.withUnsafeBufferPointer { v in
+                    while i <= last {
+                        let step = d.first &+ i &* stride
+                        let b = Int(UInt64(bitPattern: step &- lo) / width)
+                        let bucketEnd = lo &+ Int64(bitPattern: UInt64(b + 1) &* width) &- 1
+                        let end = min(last, (bucketEnd &- d.first) / stride)
+                        if step < first[b] { first[b] = step }
+                        seen[b] = true
+                        var s = 0.0, c = 0, low = mn[b], high = mx[b], odd = other[b]
+                        for j in Int(i)...Int(end) {
+                            let x = v[j]
+                            if x.isFinite {
+                                s += x
+                                c += 1
+                                low = Swift.min(low, x)
+                                high = Swift.max(high, x)
+                            } else if odd.isNaN {
+                                odd = x
+                            }
+                        }
+                        sum[b] += s
+                        finite[b] += c
+                        mn[b] = low
+                        mx[b] = high
+                        other[b] = odd
+                        i = end + 1
+                    }
+                }
+                continue
+            }
             forEach(d) { s, v in
                 guard range.contains(s) else { return }
                 let b = Int(UInt64(bitPattern: s &- lo) / width)

@@ -46,7 +46,7 @@ struct ServerCommand: AsyncParsableCommand {
             if let m = maxRequestMiB, m < 1 { throw ValidationError("--max-request-mib must be at least 1") }
         }
 
-        func run() async throws {
+        mutating func run() async throws {
             var configuration = ServerConfiguration(
                 host: host, port: port, database: database.resolved, publicRead: publicRead, logger: Logger(label: "runlog.server"))
             if let m = maxRequestMiB { configuration.maxRequestBytes = m << 20 }
@@ -78,7 +78,7 @@ struct ServerCommand: AsyncParsableCommand {
         @OptionGroup var database: DatabaseOption
         @Flag(help: "Print {\"key\": …, \"entity\": …, \"user\": …}.") var json = false
 
-        func run() async throws {
+        mutating func run() async throws {
             let key: String
             do {
                 key = try await createKey(database: database.resolved, entity: entity, user: user, logger: Logger(label: "runlog.server"))

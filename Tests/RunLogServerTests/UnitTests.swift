@@ -140,6 +140,28 @@ struct DownsamplerTests {
         #expect(s.steps[spike] <= 54_321 && (spike + 1 == s.steps.count || s.steps[spike + 1] > 54_321))
     }
 
+    /// Evenly spaced steps take a fast path; it must agree with the general one.
+    @Test func fastPathAgreesWithGeneralPath() throws {
+        let fast = chunks(50_000, per: 7000) { s in s % 1234 == 0 ? .nan : s == 33_333 ? 1e9 : cos(Double(s) / 77) }
+        let general = fast.map { c -> HistoryChunk in
+            var d = c
+            var blob: [UInt8] = [1]
+            var prev: Int64 = 0
+            for s in try! c.decodeSteps() { HistoryChunk.appendSVarint(s &- prev, to: &blob); prev = s }
+            d.steps = blob
+            return d
+        }
+        #expect(general[0].arithmeticStride == nil && fast[0].arithmeticStride == 1)
+        for (range, points) in [(Int64.min...Int64.max, 1000), (1000...40_000, 333), (6999...7001, 2), (-5...12, 7), (49_990...60_000, 3)] {
+            let a = try Downsampler.series(fast, range: range, points: points)
+            let b = try Downsampler.series(general, range: range, points: points)
+            #expect(a.steps == b.steps, "\(range)")
+            #expect(a.total == b.total && a.sampled == b.sampled)
+            #expect(a.mins.map(\.bitPattern) == b.mins.map(\.bitPattern) && a.maxs.map(\.bitPattern) == b.maxs.map(\.bitPattern))
+            #expect(zip(a.values, b.values).allSatisfy { $0.bitPattern == $1.bitPattern || abs($0 - $1) <= 1e-9 * max(1, abs($0)) })
+        }
+    }
+
     @Test func rawWhenFewPoints() throws {
         let cs = chunks(50, per: 16) { Double($0) }
         let s = try Downsampler.series(cs, range: 10...19, points: 1000)
