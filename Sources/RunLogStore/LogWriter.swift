@@ -472,7 +472,7 @@ public final class LogWriter: @unchecked Sendable {
 extension Record {
     /// Checks that the record can be encoded, so a bad value fails at `append`, not later in
     /// the flusher.
-    func validateForStorage() throws(StoreError) {
+    public func validateForStorage() throws(StoreError) {
         switch self {
         case .history(let row): for v in row.values.values { try v.validateForStorage() }
         case .unknown(let kind, _):
@@ -491,7 +491,7 @@ extension Record {
 
 extension Value {
     /// Checks nesting depth and size of a value before it is queued.
-    func validateForStorage() throws(StoreError) {
+    public func validateForStorage() throws(StoreError) {
         switch self {
         case .null, .bool, .int, .double: return
         case .string(let s):
