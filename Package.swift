@@ -42,7 +42,7 @@ let package = Package(
         .target(
             name: "RunLogServer",
             dependencies: [
-                "RunLogStore", "CSQLite", logging,
+                "RunLogStore", "RunLogSync", "CSQLite", logging,
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),

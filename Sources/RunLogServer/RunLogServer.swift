@@ -28,6 +28,22 @@ public struct ServerConfiguration: Sendable {
     public var maxRequestBytes: Int
     /// Where the server logs. Default a logger labelled `runlog.server`.
     public var logger: Logger
+    /// The URL clients reach this server at, for the absolute upload URLs the W&B protocol
+    /// hands out (e.g. `https://runlog.example.com` behind a proxy). Default: `http://` and
+    /// the request's Host.
+    public var externalURL: String?
+    /// Where files uploaded through the W&B protocol are kept. Default: beside a SQLite
+    /// database (`<database>.files`), `runlog-files` for PostgreSQL (servers sharing one
+    /// PostgreSQL database must share this directory too).
+    public var filesDirectory: String?
+    /// The largest file upload, in bytes. Default 4 GiB.
+    public var maxUploadBytes: Int = 4 << 30
+
+    var resolvedFilesDirectory: String {
+        if let filesDirectory { return filesDirectory }
+        if database.hasPrefix("postgres://") || database.hasPrefix("postgresql://") { return "runlog-files" }
+        return database + ".files"
+    }
 
     public static let defaultMaxRequestBytes = LogFormat.maxStoredPayload + LogFormat.frameHeaderSize
 
@@ -86,6 +102,7 @@ public enum RunLogServerApp {
         Ingest.register(on: router, server: server)
         ReadAPI.register(on: router, server: server)
         WebUI.register(on: router, server: server)
+        WandbProtocol.register(on: router, server: server)
         return router
     }
 }
