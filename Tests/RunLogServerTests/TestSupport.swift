@@ -89,8 +89,9 @@ func withFixture<T: Sendable>(
     let database = try backend.database(in: dir)
     return try await withServerStore(database: database, logger: testLogger()) { store in
         let fixture = Fixture(store: store, account: try await makeAccount(store), other: try await makeAccount(store), backend: backend)
-        let configuration = ServerConfiguration(
+        var configuration = ServerConfiguration(
             host: "127.0.0.1", port: 0, database: database, publicRead: publicRead, maxRequestBytes: maxRequestBytes, logger: testLogger())
+        configuration.filesDirectory = dir.path + "/files"
         let app = RunLogServerApp.makeApplication(store: store, configuration: configuration)
         let result = try await app.test(testing) { client in try await body(fixture, client) }
         _ = dir

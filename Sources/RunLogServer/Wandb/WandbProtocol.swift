@@ -167,7 +167,7 @@ struct WandbProtocol: Sendable {
 
     func upsertBucket(_ v: Value, _ p: Principal) async throws -> String {
         let u = WandbTranslation.Upsert(v)
-        let (clientConfig, wandb) = try WandbTranslation.splitConfig(u.config)
+        let wandb = try WandbTranslation.splitConfig(u.config).wandb
         let key = try runKey(entity: u.entity, project: u.project, run: u.name ?? Self.newRunID(), p)
         let now = nowMicros()
         let runs = self.runs
@@ -176,7 +176,8 @@ struct WandbProtocol: Sendable {
             let isNew = detail == nil
             var records = try WandbTranslation.upsertRecords(u, key: key, isNew: isNew, now: now, book: &book)
             if isNew, let bp = WandbTranslation.branchPoint(wandb), bp.run != key.run {
-                // fork_from: the new run starts with the source's history through the step.
+                // fork_from: the new run starts with the source's history through the step (its
+                // config is what the client sends, as on W&B: nothing else is copied).
                 let source = RunKey(entity: key.entity, project: key.project, run: bp.run)
                 guard let src = try await runs.store.run(source) else {
                     throw WandbProtocolError("cannot fork from run \(bp.run): no such run in \(key.entity)/\(key.project)")
@@ -184,10 +185,6 @@ struct WandbProtocol: Sendable {
                 let prefix = try await runs.rows(source, through: bp.step, metrics: src.metrics)
                 records += prefix.map { .history($0) }
                 records.append(.forkOrigin(ForkOrigin(sourceID: bp.run, sourceProject: key.project, step: bp.step, timestamp: now)))
-                // Like a native fork, the run inherits the source's config; the client's keys win.
-                if !src.info.run.config.isEmpty {
-                    records.append(.config(ConfigChange(values: src.info.run.config.merging(clientConfig) { _, new in new })))
-                }
                 book.historyLines = Int64(prefix.count)
                 if let last = prefix.last {
                     var o = last.values
