@@ -64,7 +64,7 @@ let package = Package(
         .testTarget(
             name: "RunLogServerTests",
             dependencies: [
-                "RunLogServer", "RunLogStore",
+                "RunLogServer", "RunLogStore", "RunLogSync",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),

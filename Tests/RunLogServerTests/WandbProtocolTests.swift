@@ -44,6 +44,18 @@ import Testing
         #expect(WandbRunBook(metadata: m.fields) == book)
     }
 
+    @Test func stepsMustIncrease() throws {
+        // A second session of the same run id that restarts at step 0 (an offline resume, or
+        // the original session re-sent after a rewind) adds no row at or before the last step.
+        var book = WandbRunBook(metadata: [:], lastStep: 9)
+        let out = WandbTranslation.fileStreamRecords(
+            try stream(["wandb-history.jsonl": (10, ["{\"_step\":3}", "{\"_step\":9}", "{\"_step\":10}", "{\"_step\":10}", "{\"_step\":12}"])]),
+            now: 0, book: &book)
+        #expect(historyRows(out.records).map(\.step) == [10, 12])
+        #expect(out.outOfOrderLines == 3)
+        #expect(book.lastStep == 12 && book.historyLines == 15)
+    }
+
     @Test func historyRowKeepsValuesExactlyAndTakesStepAndTime() throws {
         let row = try WandbTranslation.historyRow(
             "{\"_step\":7,\"_timestamp\":1700000000.25,\"_runtime\":3,\"big\":9007199254740993,\"nan\":NaN,\"inf\":-Infinity,\"nested\":{\"a\":1},\"dot.key\":true}",

@@ -172,7 +172,7 @@ struct WandbProtocol: Sendable {
         let now = nowMicros()
         let runs = self.runs
         let (inserted, lines) = try await runs.mutate(key) { detail -> (records: [Record], result: (Bool, Int64)) in
-            var book = WandbRunBook(metadata: detail?.info.run.metadata ?? [:])
+            var book = WandbRunBook(metadata: detail?.info.run.metadata ?? [:], lastStep: detail?.info.run.lastStep)
             let isNew = detail == nil
             var records = try WandbTranslation.upsertRecords(u, key: key, isNew: isNew, now: now, book: &book)
             if isNew, let bp = WandbTranslation.branchPoint(wandb), bp.run != key.run {
@@ -186,6 +186,7 @@ struct WandbProtocol: Sendable {
                 records += prefix.map { .history($0) }
                 records.append(.forkOrigin(ForkOrigin(sourceID: bp.run, sourceProject: key.project, step: bp.step, timestamp: now)))
                 book.historyLines = Int64(prefix.count)
+                book.lastStep = prefix.last?.step
                 if let last = prefix.last {
                     var o = last.values
                     o["_step"] = .int(last.step)
@@ -257,7 +258,7 @@ struct WandbProtocol: Sendable {
         let runs = self.runs
         let lines = try await runs.mutate(key) { detail -> (records: [Record], result: Int64) in
             guard let detail else { throw WandbProtocolError("run \(key.run) does not exist in \(key.entity)/\(key.project)") }
-            var book = WandbRunBook(metadata: detail.info.run.metadata)
+            var book = WandbRunBook(metadata: detail.info.run.metadata, lastStep: detail.info.run.lastStep)
             var records: [Record] = []
             var live = detail.info.run.historyRows
             if let (cut, after) = try await runs.rewindCut(key, step: step) {
@@ -269,6 +270,7 @@ struct WandbProtocol: Sendable {
             // History continues after the kept rows; console and system metrics start anew.
             book.historyLines = live
             book.lastHistory = Value.object(["_step": .int(step)]).description
+            book.lastStep = min(step, detail.info.run.lastStep ?? step)
             book.logLines = 0
             book.eventsLines = 0
             records.append(book.record)
@@ -304,7 +306,7 @@ struct WandbProtocol: Sendable {
         }
         let now = nowMicros()
         let outcome = try await runs.mutate(key) { detail -> (records: [Record], result: WandbTranslation.FileStreamOutcome) in
-            var book = WandbRunBook(metadata: detail?.info.run.metadata ?? [:])
+            var book = WandbRunBook(metadata: detail?.info.run.metadata ?? [:], lastStep: detail?.info.run.lastStep)
             var outcome = WandbTranslation.fileStreamRecords(fs, now: now, book: &book)
             if detail == nil, !outcome.records.isEmpty {
                 // Data before any UpsertBucket: create the run so nothing is lost.
@@ -312,6 +314,9 @@ struct WandbProtocol: Sendable {
                                                                  "name": .string(key.run), "start_time": .int(now), "client": "wandb"])), at: 0)
             }
             return (outcome.records, outcome)
+        }
+        if outcome.outOfOrderLines > 0 {
+            logger.info("file_stream history lines at or before the last step dropped", metadata: ["run": "\(key)", "count": "\(outcome.outOfOrderLines)"])
         }
         if !outcome.rejectedLines.isEmpty {
             logger.warning("file_stream lines not stored", metadata: ["run": "\(key)", "lines": "\(outcome.rejectedLines.prefix(5))", "count": "\(outcome.rejectedLines.count)"])

@@ -27,11 +27,17 @@ struct WandbRunBook: Sendable, Hashable {
     /// `_wandb.value.t` of the config (telemetry): a run without it counts, for the client,
     /// as created but never started.
     var telemetry: Value?
+    /// The step of the last live history row: a row must come after it (W&B's steps only
+    /// increase), so a re-sent session whose steps are already held adds nothing.
+    var lastStep: Int64?
 
     init() {}
 
-    init(metadata: [String: Value]) {
+    /// The book of a run as stored; `lastStep` is the run's when the book has none.
+    init(metadata: [String: Value], lastStep: Int64? = nil) {
+        self.lastStep = lastStep
         guard case .object(let o)? = metadata[Self.metadataKey] else { return }
+        if let l = o["last_step"]?.intValue { self.lastStep = l }
         historyLines = o["history_lines"]?.intValue ?? 0
         eventsLines = o["events_lines"]?.intValue ?? 0
         logLines = o["log_lines"]?.intValue ?? 0
@@ -44,6 +50,7 @@ struct WandbRunBook: Sendable, Hashable {
             "history_lines": .int(historyLines), "events_lines": .int(eventsLines), "log_lines": .int(logLines),
         ]
         if let lastHistory { o["last_history"] = .string(lastHistory) }
+        if let lastStep { o["last_step"] = .int(lastStep) }
         if let telemetry { o["t"] = telemetry }
         return .object(o)
     }
@@ -183,13 +190,16 @@ enum WandbTranslation {
         var records: [Record] = []
         /// Lines that were already stored (a retry, or a re-sync of the same run).
         var duplicateLines = 0
+        /// History lines whose step is not after the last one held (dropped, as W&B does).
+        var outOfOrderLines = 0
         /// Lines that could not be stored (not JSON, or a value over the format's limits).
         var rejectedLines: [String] = []
     }
 
     /// The records of a file_stream request. Streams are positional: a line's offset is its
     /// identity, so a line below the stream's count is one the server already holds and is
-    /// skipped — which makes retries and re-syncs idempotent. Console lines the client
+    /// skipped — which makes retries and re-syncs idempotent. A history line must also step
+    /// past the last row held, so a re-sent session adds nothing after a rewind either. Console lines the client
     /// rewrites (a `\r` progress bar) are kept as first received; the `output.log` the
     /// client uploads at the end has their final text.
     static func fileStreamRecords(_ fs: FileStream, now: Int64, book: inout WandbRunBook) -> FileStreamOutcome {
@@ -198,15 +208,20 @@ enum WandbTranslation {
             for (i, line) in h.content.enumerated() {
                 let index = h.offset + Int64(i)
                 guard index >= book.historyLines else { out.duplicateLines += 1; continue }
+                book.historyLines = index + 1
                 do {
                     let row = try historyRow(line, index: index)
+                    if let last = book.lastStep, row.step <= last {
+                        out.outOfOrderLines += 1
+                        continue
+                    }
                     try Record.history(row).validateForStorage()
                     out.records.append(.history(row))
+                    book.lastStep = row.step
+                    book.lastHistory = line
                 } catch {
                     out.rejectedLines.append("\(historyFile)[\(index)]: \(error)")
                 }
-                book.historyLines = index + 1
-                book.lastHistory = line
             }
         }
         if let e = fs.files[eventsFile] {
