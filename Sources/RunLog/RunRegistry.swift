@@ -45,8 +45,18 @@ final class RunRegistry: Sendable {
                 for run in RunRegistry.shared.all {
                     try? run.finish(exitCode: 128 + Int(sig), state: "killed", signal: sig, error: "received signal \(sig)")
                 }
+                // Die of the signal, as the program would have without us. This thread is a
+                // dispatch worker, which blocks SIGINT/SIGTERM on Linux (as may every other
+                // thread), so a raised signal would stay pending: unblock it here first.
+                // Should it still not end the process, exit with the shell's code for it.
                 signal(sig, SIG_DFL)
+                var set = sigset_t()
+                sigemptyset(&set)
+                sigaddset(&set, sig)
+                pthread_sigmask(SIG_UNBLOCK, &set, nil)
                 raise(sig)
+                usleep(2_000_000)
+                _exit(128 + sig)
             }
             source.resume()
             sources.append(source)

@@ -30,7 +30,7 @@ struct RunlogCommand: AsyncParsableCommand {
         commandName: "runlog",
         abstract: "RunLog: a native Swift experiment tracker.",
         subcommands: [
-            Demo.self, Verify.self, Show.self, Compact.self, Rewind.self, Fork.self, Sync.self, Ls.self, Login.self, GC.self, Import.self, ServerCommand.self, StressWrite.self,
+            Demo.self, Verify.self, Show.self, Compact.self, Rewind.self, Fork.self, Sync.self, Ls.self, Login.self, GC.self, Import.self, ServerCommand.self, StressWrite.self, SDKChild.self,
         ]
     )
 }

@@ -18,9 +18,18 @@ struct Sync: AsyncParsableCommand {
     @Flag(help: "Follow runs still being written until they finish.") var live = false
     @Flag(help: "List what would be sent, send nothing.") var dryRun = false
     @Flag(help: "JSON lines instead of a progress bar.") var json = false
+    @Option(help: "Where wandb offline runs are folded into RunLog runs before syncing (default: ~/.cache/runlog/wandb).") var importCache: String?
+    /// Hidden, for tests: frames per request (default 4,096), so that a small run takes many requests.
+    @Option(help: .hidden) var batchFrames: Int?
 
     func run() async throws {
-        let dirs = (paths.isEmpty ? ["runlog"] : paths).flatMap { RunDiscovery.runs(under: $0) }
+        var dirs = (paths.isEmpty ? ["runlog"] : paths).flatMap { RunDiscovery.runs(under: $0) }
+        // wandb offline runs: folded into RunLog runs in the import cache, then synced like them.
+        let wandbRuns = paths.flatMap { WandbSyncImport.discover($0) }
+        if !wandbRuns.isEmpty {
+            let prepared = try WandbSyncImport.prepare(wandbRuns, cache: importCache ?? WandbSyncImport.defaultCache)
+            dirs += prepared.map(\.directory)
+        }
         guard !dirs.isEmpty else { throw ValidationError("no runs found under \((paths.isEmpty ? ["runlog"] : paths).joined(separator: ", "))") }
         let creds = Credentials.resolve(server: server, apiKey: apiKey)
         if creds == nil && !dryRun {
@@ -47,6 +56,7 @@ struct Sync: AsyncParsableCommand {
         guard let creds, let url = URL(string: creds.server) else { throw ValidationError("invalid server URL") }
         var config = RunSyncMachine.Configuration()
         config.live = live
+        if let batchFrames { config.batchFrames = max(1, batchFrames) }
         let engine = SyncEngine(transport: HTTPSyncTransport(baseURL: url, apiKey: creds.apiKey), serverKey: creds.server,
                                 configuration: config, concurrency: jobs)
         let progress = SyncProgress(total: jobsList.count, json: json || isatty(1) == 0)

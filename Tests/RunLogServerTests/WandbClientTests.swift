@@ -265,3 +265,91 @@ import Testing
         #expect(status == .notFound)
     }
 }
+
+/// `runlog sync` of wandb offline runs with RunLog's own engine (no Python): sessions of one
+/// run folded into one RunLog run, forks and rewinds kept, incremental, and a file cut short
+/// by a kill synced up to its last whole record, then the rest once it is whole.
+@Suite(.serialized) struct WandbNativeSyncTests {
+    struct Server {
+        let dir: TempDir
+        let server: ServerProcess
+        let key: String
+        let binary: String
+
+        static func start() async throws -> Server {
+            let binary = try serverBinary()
+            let dir = TempDir()
+            let db = dir.path + "/server.db"
+            let key = try await createKey(database: db, entity: "carol", logger: testLogger())
+            return Server(dir: dir, server: try await ServerProcess.start(binary: binary, database: db, logDirectory: dir.path), key: key, binary: binary)
+        }
+
+        /// `runlog sync --json`; returns the final "done" event.
+        func sync(_ paths: [String], cache: String, entity: String = "carol", key: String? = nil) throws -> Value {
+            let r = try runProgram(binary, ["sync", "--server", "http://127.0.0.1:\(server.port)", "--api-key", key ?? self.key, "--entity", entity,
+                                            "--import-cache", cache, "--json"] + paths, timeout: .seconds(300))
+            #expect(r.status == 0, "runlog sync: \(r.stderr)")
+            let events = r.stdout.split(separator: "\n").compactMap { try? JSONParser.parse(String($0)) }
+            return events.last { $0["event"]?.stringValue == "done" } ?? .null
+        }
+
+        func run(_ id: String, entity: String = "carol", key: String? = nil) async throws -> Value {
+            let http = HTTP.connect(port: server.port)
+            defer { Task { await http.close() } }
+            let (status, body) = try await http.get("/api/v1/runs/\(entity)/swift-fixture/\(id)", key: key ?? self.key)
+            #expect(status == .ok, "GET \(id): \(body)")
+            return body
+        }
+    }
+
+    @Test func offlineRunsSyncNativelyOnceAndIncrementally() async throws {
+        let s = try await Server.start()
+        defer { s.server.stop() }
+        let cache = s.dir.path + "/cache"
+        let fixtures = WandbClientTests.fixtures.appendingPathComponent("wandb-offline").path
+        let basic = try WandbClientTests.oracle(fixtures + "/offline-run-20261126_174542-fixt0001")
+        let rewind = try WandbClientTests.oracle(fixtures + "/offline-run-20261126_174548-fixt0001")
+        let fork = try WandbClientTests.oracle(fixtures + "/offline-run-20261126_174551-fork0001")
+        let killed = try WandbClientTests.oracle(fixtures + "/offline-run-20261126_174554-kill0001")
+
+        let done = try s.sync([fixtures], cache: cache)
+        #expect(done["failed"]?.intValue == 0 && done["runs"]?.intValue == 4, "\(done)")
+        var run = try await s.run("fixt0001")
+        #expect(run["history_rows"]?.intValue == 501 + Int64(rewind.history.count), "basic through 500, then the rewind's rows")
+        #expect(run["last_step"]?.intValue == rewind.history.last?.step)
+        #expect(run["rewinds"]?.count == 1)
+        #expect(run["config"]?.description == Value.object(basic.config).description)
+        #expect(run["tags"]?.arrayValue?.compactMap(\.stringValue) == basic.tags)
+        run = try await s.run("fork0001")
+        #expect(run["fork"]?["source"]?.stringValue == "fixt0001" && run["fork"]?["step"]?.intValue == 500)
+        #expect(run["history_rows"]?.intValue == 501 + Int64(fork.history.count))
+        run = try await s.run("kill0001")
+        #expect(run["history_rows"]?.intValue == Int64(killed.history.count))
+
+        // Again: nothing new to fold, nothing sent.
+        let again = try s.sync([fixtures], cache: cache)
+        #expect(again["records"]?.intValue == 0 && again["failed"]?.intValue == 0, "\(again)")
+
+        // A run cut short by a kill, synced, then whole: every row once. (Another entity, so
+        // that it is a server run of its own.)
+        let grow = s.dir.path + "/offline-run-20261126_000000-fixt0001"
+        try FileManager.default.createDirectory(atPath: grow, withIntermediateDirectories: true)
+        let full = try Data(contentsOf: URL(fileURLWithPath: fixtures + "/offline-run-20261126_174542-fixt0001/run-fixt0001.wandb"))
+        try full.prefix(8 * 32768).write(to: URL(fileURLWithPath: grow + "/run-fixt0001.wandb"))
+        let partial = try WandbClientTests.oracle(grow)
+        #expect(partial.history.count > 0 && partial.history.count < basic.history.count)
+        let dave = try await createKey(database: s.dir.path + "/server.db", entity: "dave", logger: testLogger())
+        let cache2 = s.dir.path + "/cache2"
+        var d = try s.sync([grow], cache: cache2, entity: "dave", key: dave)
+        #expect(d["failed"]?.intValue == 0)
+        run = try await s.run("fixt0001", entity: "dave", key: dave)
+        #expect(run["history_rows"]?.intValue == Int64(partial.history.count), "every whole row of the cut file")
+        try full.write(to: URL(fileURLWithPath: grow + "/run-fixt0001.wandb"))
+        d = try s.sync([grow], cache: cache2, entity: "dave", key: dave)
+        #expect(d["failed"]?.intValue == 0 && (d["records"]?.intValue ?? 0) > 0)
+        run = try await s.run("fixt0001", entity: "dave", key: dave)
+        #expect(run["history_rows"]?.intValue == Int64(basic.history.count), "the rest, once")
+        #expect(run["last_step"]?.intValue == basic.history.last?.step)
+        #expect(run["state"]?.stringValue == "finished")
+    }
+}
