@@ -28,7 +28,7 @@ struct ServerCommand: AsyncParsableCommand {
 
     struct Serve: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Serve ingest, the JSON read API and the web UI.",
+            abstract: "Serve native ingest, the W&B protocol, the JSON read API and the web UI.",
             discussion: """
                 Runs schema migrations at start. Several servers may share one PostgreSQL database (behind a load balancer); \
                 a SQLite database belongs to one server process. Stops on SIGINT or SIGTERM.
@@ -40,6 +40,10 @@ struct ServerCommand: AsyncParsableCommand {
         @Flag(name: .customLong("public-read"), help: "Let anyone read (API and web UI) without an API key; writes still need one.")
         var publicRead = false
         @Option(name: .customLong("max-request-mib"), help: "Largest ingest request body in MiB.") var maxRequestMiB: Int?
+        @Option(name: .customLong("external-url"), help: "The URL clients reach this server at, for the W&B protocol's upload URLs (default: http:// and the request's Host).")
+        var externalURL: String?
+        @Option(name: .customLong("files-dir"), help: "Where files uploaded through the W&B protocol are kept (default: <database>.files, or runlog-files for PostgreSQL).")
+        var filesDir: String?
 
         func validate() throws {
             guard (0...65535).contains(port) else { throw ValidationError("--port must be 0…65535") }
@@ -50,6 +54,8 @@ struct ServerCommand: AsyncParsableCommand {
             var configuration = ServerConfiguration(
                 host: host, port: port, database: database.resolved, publicRead: publicRead, logger: Logger(label: "runlog.server"))
             if let m = maxRequestMiB { configuration.maxRequestBytes = m << 20 }
+            configuration.externalURL = externalURL
+            configuration.filesDirectory = filesDir
             let host = configuration.host
             do {
                 try await RunLogServerApp.run(configuration: configuration) { port in

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Benchmark: `runlog sync` of N wandb offline runs vs `wandb sync` of the same runs, into the
+# same `runlog server` (each into its own entity), wall time end to end. Then checks on the
+# server that both delivered every row.
+#
+#   bash Benchmarks/wandb-sync/run.sh [N=100] [STEPS=1000]
+#
+# Needs a built `runlog` (swift build -c release --product runlog) and pip (wandb==0.31.0 is
+# installed into .build-wandb-venv at the repository root).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+N=${1:-100}
+STEPS=${2:-1000}
+BIN=${RUNLOG_BINARY:-.build/release/runlog}
+[ -x "$BIN" ] || swift build -c release --product runlog
+VENV=.build-wandb-venv
+if ! "$VENV/bin/python" -c "import wandb,sys; sys.exit(wandb.__version__!='0.31.0')" 2>/dev/null; then
+  python3 -m venv "$VENV" && "$VENV/bin/pip" install -q --disable-pip-version-check wandb==0.31.0
+fi
+WORK=$(mktemp -d /tmp/runlog-wandb-sync-XXXX)
+trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
+echo "making $N wandb offline runs of $STEPS steps in $WORK/runs ..."
+mkdir -p "$WORK/runs"
+"$VENV/bin/python" Benchmarks/wandb-sync/make_runs.py "$WORK/runs" "$N" "$STEPS"
+DIRS=$(ls -d "$WORK"/runs/wandb/offline-run-*)
+DB="$WORK/server.db"
+KW=$("$BIN" server create-key --entity wb --database "$DB" | tail -1)
+KR=$("$BIN" server create-key --entity rl --database "$DB" | tail -1)
+PORT=$((20000 + RANDOM % 20000))
+"$BIN" server --database "$DB" --port "$PORT" > "$WORK/server.log" 2>&1 &
+SERVER=$!
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.2; done
+
+t0=$(date +%s.%N)
+env HOME="$WORK/home" WANDB_BASE_URL="http://127.0.0.1:$PORT" WANDB_API_KEY="$KW" WANDB_SILENT=true WANDB_ERROR_REPORTING=false \
+  "$VENV/bin/wandb" sync --entity wb $DIRS > "$WORK/wandb-sync.log" 2>&1
+t1=$(date +%s.%N)
+"$BIN" sync --server "http://127.0.0.1:$PORT" --api-key "$KR" --entity rl --import-cache "$WORK/cache" --json $DIRS > "$WORK/runlog-sync.log"
+t2=$(date +%s.%N)
+
+rows() { curl -s -H "Authorization: Bearer $2" "http://127.0.0.1:$PORT/api/v1/projects/$1/sync-bench/runs" |
+  python3 -c "import json,sys; r=json.load(sys.stdin); print(len(r), sum(x['history_rows'] for x in r))"; }
+read -r WR WROWS <<<"$(rows wb "$KW")"
+read -r RR RROWS <<<"$(rows rl "$KR")"
+python3 - "$t0" "$t1" "$t2" "$N" "$STEPS" "$WR" "$WROWS" "$RR" "$RROWS" <<'PY'
+import sys
+t0, t1, t2 = map(float, sys.argv[1:4]); n, steps, wr, wrows, rr, rrows = map(int, sys.argv[4:])
+w, r = t1 - t0, t2 - t1
+print(f"| sync of {n} wandb offline runs x {steps} steps into runlog server | wall time | runs / rows on the server |")
+print("| --- | ---: | ---: |")
+print(f"| `wandb sync` (wandb 0.31.0, W&B protocol) | {w:.2f} s | {wr} / {wrows} |")
+print(f"| `runlog sync` (native engine) | {r:.2f} s | {rr} / {rrows} |")
+print(f"| ratio | {w / r:.1f}x less wall time | |")
+ok = wr == rr == n and wrows == rrows == n * steps
+print("all rows arrived through both" if ok else "MISSING ROWS", file=sys.stderr)
+sys.exit(0 if ok else 1)
+PY
