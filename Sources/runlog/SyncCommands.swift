@@ -18,11 +18,13 @@ struct Sync: AsyncParsableCommand {
     @Flag(help: "Follow runs still being written until they finish.") var live = false
     @Flag(help: "List what would be sent, send nothing.") var dryRun = false
     @Flag(help: "JSON lines instead of a progress bar.") var json = false
+    @Option(name: .customLong("protocol"), help: "native (RunLog frames, to `runlog server`) or wandb (the W&B server protocol).") var syncProtocol: SyncProtocolKind = .native
     @Option(help: "Where wandb offline runs are folded into RunLog runs before syncing (default: ~/.cache/runlog/wandb).") var importCache: String?
     /// Hidden, for tests: frames per request (default 4,096), so that a small run takes many requests.
     @Option(help: .hidden) var batchFrames: Int?
 
     func run() async throws {
+        if syncProtocol == .wandb { return try await runWandbProtocol() }
         var dirs = (paths.isEmpty ? ["runlog"] : paths).flatMap { RunDiscovery.runs(under: $0) }
         // wandb offline runs: folded into RunLog runs in the import cache, then synced like them.
         let wandbRuns = paths.flatMap { WandbSyncImport.discover($0) }

@@ -87,7 +87,7 @@ import Testing
         var book = WandbRunBook()
         let out = WandbTranslation.fileStreamRecords(
             try stream([
-                "output.log": (0, ["2026-11-26T17:46:21.283125 starting", "2026-11-26T17:46:22.000001 ERROR oops", "no time here"]),
+                "output.log": (0, ["2026-11-26T17:46:21.283125 starting", "ERROR 2026-11-26T17:46:22.000001 oops", "no time here"]),
                 "wandb-events.jsonl": (0, ["{\"system.cpu\":12.5,\"_timestamp\":1700000001,\"_runtime\":1,\"_wandb\":true}"]),
                 "wandb-summary.json": (0, ["{\"loss\":0.5,\"_runtime\":12.5,\"_wandb\":{\"runtime\":12}}"]),
             ], complete: true, exitCode: 3, preempting: true), now: 99, book: &book)
@@ -95,6 +95,7 @@ import Testing
         #expect(console.map(\.text) == ["starting", "oops", "no time here"])
         #expect(console.map(\.stream) == [.stdout, .stderr, .stdout])
         #expect(console[0].timestamp == 1_795_715_181_283_125)
+        #expect(console[1].timestamp == 1_795_715_182_000_001)
         #expect(console[2].timestamp == 99)
         let samples = out.records.compactMap { if case .systemMetrics(let s) = $0 { s } else { nil } }
         #expect(samples.count == 1 && samples[0].values == ["system.cpu": 12.5] && samples[0].timestamp == 1_700_000_001_000_000)

@@ -74,6 +74,10 @@ struct WandbProtocol: Sendable {
         } catch let e as ServerError {
             if e.code == .unauthorized { return Responses.json(Self.errorBody(e.message), status: .unauthorized) }
             if e.status >= 500 { logger.error("graphql operation failed", metadata: ["op": "\(op)", "error": "\(e)"]) }
+            // A conflict (another writer changed the run meanwhile) is worth a retry: 409, which
+            // the client retries; storage failures are 500s (retried with backoff); a refusal
+            // is a GraphQL error, which the client reports.
+            if e.code == .conflict { return Responses.json(Self.errorBody(e.message), status: .conflict) }
             return Responses.json(Self.errorBody(e.message), status: e.status >= 500 ? .internalServerError : .ok)
         } catch {
             logger.error("graphql operation failed", metadata: ["op": "\(op)", "error": "\(error)"])

@@ -278,17 +278,21 @@ enum WandbTranslation {
         return HistoryRow(step: step, timestamp: ts, values: o)
     }
 
-    /// A console line without the ISO-8601 time the client prefixes (`2026-11-26T17:46:21.283125 text`),
-    /// and that time in µs; `ERROR ` after the time marks stderr.
+    /// A console line without what the client prefixes: `ERROR ` for stderr, then the
+    /// ISO-8601 time (`ERROR 2026-11-26T17:46:21.322008 text`); that time in µs, or `now`.
     static func consoleLine(_ line: String, now: Int64) -> (Int64, String, ConsoleLine.Stream) {
         var text = Substring(line)
-        var ts = now
-        if let space = line.firstIndex(of: " "), let t = parseISO(line[..<space]) {
-            ts = t
-            text = line[line.index(after: space)...]
+        var stream = ConsoleLine.Stream.stdout
+        if text.hasPrefix("ERROR ") {
+            stream = .stderr
+            text = text.dropFirst(6)
         }
-        if text.hasPrefix("ERROR ") { return (ts, String(text.dropFirst(6)), .stderr) }
-        return (ts, String(text), .stdout)
+        var ts = now
+        if let space = text.firstIndex(of: " "), let t = parseISO(text[..<space]) {
+            ts = t
+            text = text[text.index(after: space)...]
+        }
+        return (ts, String(text), stream)
     }
 
     /// `YYYY-MM-DDTHH:MM:SS[.ffffff][Z]` in UTC, as µs since the epoch.
