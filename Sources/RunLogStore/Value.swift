@@ -140,7 +140,10 @@ extension Value: CustomStringConvertible {
         }
     }
 
-    static func writeJSONString(_ s: String, into out: inout String) {
+    /// Appends `s` as a JSON string literal: quotes, backslashes and control characters
+    /// escaped, and U+2028/U+2029 too (JavaScript parsers of old choke on them). With
+    /// `escapingHTML`, `<` becomes `\u003c` so that the JSON can sit inside an HTML page.
+    public static func writeJSONString(_ s: String, into out: inout String, escapingHTML: Bool = false) {
         out += "\""
         for scalar in s.unicodeScalars {
             switch scalar {
@@ -149,8 +152,9 @@ extension Value: CustomStringConvertible {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
+            case "<" where escapingHTML: out += "\\u003c"
             default:
-                if scalar.value < 0x20 {
+                if scalar.value < 0x20 || scalar.value == 0x2028 || scalar.value == 0x2029 {
                     let hex = String(scalar.value, radix: 16)
                     out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
                 } else {

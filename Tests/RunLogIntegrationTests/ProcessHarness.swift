@@ -14,18 +14,10 @@ import RunLogStore
 
 // MARK: Randomness
 
-/// SplitMix64: a small, seedable generator, so a failing trial can be replayed.
-struct SeededRandom: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// A small, seedable generator, so a failing trial can be replayed.
+typealias SeededRandom = SplitMix64
 
+extension SplitMix64 {
     /// `RUNLOG_TEST_SEED` when set (to replay a failure), else a fresh random seed. Printed.
     static func seed(for test: String) -> UInt64 {
         let seed = ProcessInfo.processInfo.environment["RUNLOG_TEST_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 0...UInt64.max)
