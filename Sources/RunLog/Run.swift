@@ -99,7 +99,7 @@ public final class Run: @unchecked Sendable {
     ///   `strictSteps`; a generic error once the run is finished.
     public func log(_ metrics: [String: Double], step: Int64? = nil, commit: Bool? = nil) throws(RunLogError) {
         guard let writer else { return }
-        if metrics[""] != nil { throw .usage("metric names must not be empty") }
+        if metrics.keys.contains(where: \.isEmpty) { throw .usage("metric names must not be empty") }
         // Fast path: no accumulation, no explicit step. The row is appended under the lock so
         // that rows from concurrent callers reach the log in step order.
         let fast: Result<Bool, StoreError> = state.withLock { s in

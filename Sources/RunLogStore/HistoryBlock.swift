@@ -139,8 +139,16 @@ struct HistoryBlockBuilder: Sendable {
         steps.append(step)
         timestamps.append(timestamp)
         approximateBytes += 12 + doubles.count * 9
+        // As above: the column at the same position first; then, for the few columns of a
+        // training loop, a scan of string compares, which beats hashing the key.
+        var j = 0
         for (key, d) in doubles {
-            if let ci = columnIndex[key] {
+            defer { j += 1 }
+            if j < columns.count, columns[j].key == key {
+                columns[j].append(.double(d), row: row)
+            } else if columns.count <= 16, let ci = columns.firstIndex(where: { $0.key == key }) {
+                columns[ci].append(.double(d), row: row)
+            } else if let ci = columnIndex[key] {
                 columns[ci].append(.double(d), row: row)
             } else {
                 columnIndex[key] = columns.count

@@ -46,7 +46,7 @@ final class LogWriterCore: @unchecked Sendable {
         nextSequence = last + 1
         writtenSequence = last
         syncedSequence = last
-        open = FrameBuilder(rowCapacity: min(configuration.maxFrameRows, 4096))
+        open = FrameBuilder(rowCapacity: min(configuration.maxFrameRows, 16_384))
         lastSeal = FileSystem.monotonicNanos()
     }
 
@@ -174,7 +174,7 @@ final class LogWriterCore: @unchecked Sendable {
         open.mergeLastValues(into: &latest)
         sealed.append((nextSequence, open))
         nextSequence += 1
-        open = FrameBuilder(rowCapacity: min(configuration.maxFrameRows, 4096))
+        open = FrameBuilder(rowCapacity: min(configuration.maxFrameRows, 16_384))
         lastSeal = FileSystem.monotonicNanos()
         cond.broadcast()
     }
@@ -390,9 +390,11 @@ public final class LogWriter: @unchecked Sendable {
         public var maxFrameBytes = 4 << 20
         /// zstd level for live frames. Default 1.
         public var compressionLevel: Int32 = 1
-        /// Sealed frames waiting to be written before appends wait for the disk. Default 2:
-        /// each pending frame is held whole in memory until the flusher has written it.
-        public var maxPendingFrames = 2
+        /// Sealed frames waiting to be written before appends wait for the disk. Default 8
+        /// (about 6 MB for workload W): each pending frame is held whole in memory until the
+        /// flusher has written it, and 8 cover the flusher's periodic `fdatasync` (tens of ms
+        /// on a slow disk) at a million rows a second, so `log` does not wait for it.
+        public var maxPendingFrames = 8
         public init() {}
     }
 

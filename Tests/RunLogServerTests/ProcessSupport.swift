@@ -12,10 +12,13 @@ import Glibc
 #endif
 
 /// Runs a program to completion with a time limit; returns its exit status and output.
-func runProgram(_ path: String, _ arguments: [String], timeout: Duration = .seconds(120), environment: [String: String]? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+func runProgram(
+    _ path: String, _ arguments: [String], timeout: Duration = .seconds(120), environment: [String: String]? = nil, directory: String? = nil
+) throws -> (status: Int32, stdout: String, stderr: String) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: path)
     p.arguments = arguments
+    if let directory { p.currentDirectoryURL = URL(fileURLWithPath: directory) }
     if let environment { p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
     let out = Pipe(), err = Pipe()
     p.standardOutput = out

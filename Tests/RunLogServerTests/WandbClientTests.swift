@@ -76,7 +76,7 @@ import Testing
         @discardableResult
         func sync(_ runDir: String) throws -> String {
             let wandb = (python as NSString).deletingLastPathComponent + "/wandb"
-            let r = try runProgram(wandb, ["sync", runDir], timeout: .seconds(300), environment: environment)
+            let r = try runProgram(wandb, ["sync", runDir], timeout: .seconds(300), environment: environment, directory: dir.path)
             #expect(r.status == 0, "wandb sync \(runDir): \(r.stdout) \(r.stderr)")
             return r.stdout + r.stderr
         }
@@ -84,7 +84,7 @@ import Testing
         /// Runs a scenario of `Fixtures/wandb-client/scenarios.py`; returns the JSON lines it printed.
         func scenario(_ args: String...) throws -> [Value] {
             let script = WandbClientTests.fixtures.appendingPathComponent("wandb-client/scenarios.py").path
-            let r = try runProgram(python, [script] + args, timeout: .seconds(300), environment: environment)
+            let r = try runProgram(python, [script] + args, timeout: .seconds(300), environment: environment, directory: dir.path)
             #expect(r.status == 0, "scenario \(args): \(r.stderr.suffix(2000))")
             return r.stdout.split(separator: "\n").compactMap { try? JSONParser.parse(String($0)) }
         }
