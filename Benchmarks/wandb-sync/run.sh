@@ -19,10 +19,16 @@ if ! "$VENV/bin/python" -c "import wandb,sys; sys.exit(wandb.__version__!='0.31.
 fi
 WORK=$(mktemp -d /tmp/runlog-wandb-sync-XXXX)
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
-echo "making $N wandb offline runs of $STEPS steps in $WORK/runs ..."
-mkdir -p "$WORK/runs"
-"$VENV/bin/python" Benchmarks/wandb-sync/make_runs.py "$WORK/runs" "$N" "$STEPS"
-DIRS=$(ls -d "$WORK"/runs/wandb/offline-run-*)
+# RUNS=DIR reuses runs made before (DIR/wandb/offline-run-*); made once into it otherwise.
+RUNS=${RUNS:-$WORK/runs}
+if ! ls -d "$RUNS"/wandb/offline-run-* >/dev/null 2>&1; then
+  echo "making $N wandb offline runs of $STEPS steps in $RUNS ..."
+  mkdir -p "$RUNS"
+  "$VENV/bin/python" Benchmarks/wandb-sync/make_runs.py "$RUNS" "$N" "$STEPS"
+fi
+# Copies, so that the markers `wandb sync` writes and the cache are this run's own.
+cp -r "$RUNS/wandb" "$WORK/wandb"
+DIRS=$(ls -d "$WORK"/wandb/offline-run-*)
 DB="$WORK/server.db"
 KW=$("$BIN" server create-key --entity wb --database "$DB" | tail -1)
 KR=$("$BIN" server create-key --entity rl --database "$DB" | tail -1)

@@ -402,7 +402,7 @@ private func fileBytes(_ run: String) throws -> [UInt8] {
             let body = g[record.kind.name] ?? .object([:])
             switch record.content {
             case .history(let h):
-                let row = try #require(builder.finish().history.last)
+                let row = try #require(try builder.finish().history.last)
                 #expect(matches(body["item"], row.values), "\(context): \(Value.object(row.values)) vs \(body["item"]!)")
                 #expect(h.step == body["step"]?["num"]?.int, "\(context)")
             case .summary(let u), .config(let u):

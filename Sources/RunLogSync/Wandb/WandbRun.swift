@@ -155,7 +155,7 @@ public struct WandbRun: Sendable {
         var reader = try WandbLogReader(url: url, options: options)
         var builder = Builder(path: reader.url.path)
         while let record = try reader.next() { try builder.apply(record) }
-        self = builder.finish()
+        self = try builder.finish()
         statistics = reader.statistics
         tornTail = reader.tornTail
         skipped = reader.skipped
@@ -165,7 +165,7 @@ public struct WandbRun: Sendable {
     public init(records: some Sequence<WandbRecord>, path: String = "") throws(WandbFormatError) {
         var builder = Builder(path: path)
         for record in records { try builder.apply(record) }
-        self = builder.finish()
+        self = try builder.finish()
     }
 
     /// Builds a ``WandbRun`` one record at a time (for files too large to hold as records).
@@ -173,6 +173,12 @@ public struct WandbRun: Sendable {
         private var run = WandbRun()
         private var config: [String: Value] = [:]
         private var summary: [String: Value] = [:]
+        /// Summary changes not applied yet, in order; nil items are removals. wandb writes a
+        /// summary record per logged step, so most are overwritten by later ones: a change is
+        /// dropped when a later one sets the same path, and the values left are
+        /// parsed once, at ``finish()``.
+        private var pendingSummary: [(path: [String], item: WandbItem?, number: Int64, offset: Int64)?] = []
+        private var pendingIndex: [[String]: Int] = [:]
         private var openLines: [WandbOutputStream: (text: String, time: WandbTimestamp?)] = [:]
         private let path: String
 
@@ -200,11 +206,11 @@ public struct WandbRun: Sendable {
                 run.forked = r.forked
                 run.startingStep = r.startingStep
                 if let c = r.config { try apply(c, to: &config, record) }
-                if let s = r.summary { try apply(s, to: &summary, record) }
+                if let s = r.summary { deferSummary(s, record) }
             case .config(let c):
                 try apply(c, to: &config, record)
             case .summary(let s):
-                try apply(s, to: &summary, record)
+                deferSummary(s, record)
             case .history(let h):
                 run.history.append(try row(h, record))
             case .output(let o):
@@ -224,11 +230,45 @@ public struct WandbRun: Sendable {
             }
         }
 
+        private mutating func deferSummary(_ update: WandbUpdateRecord, _ record: WandbRecord) {
+            func add(_ path: [String], _ item: WandbItem?) {
+                guard !path.isEmpty else { return }
+                // A later set replaces an earlier change of the path whole (parents are made
+                // either way); a removal does not (a set then a removal leaves the parents).
+                if item != nil, let i = pendingIndex[path] { pendingSummary[i] = nil }
+                pendingIndex[path] = pendingSummary.count
+                pendingSummary.append((path, item, record.number, record.offset))
+            }
+            for item in update.updates { add(item.path, item) }
+            for item in update.removals { add(item.path, nil) }
+        }
+
+        /// The summary with every deferred change applied.
+        /// - Throws: `.malformedValue` for a value that is not JSON (of the changes that count).
+        private func resolvedSummary() throws(WandbFormatError) -> [String: Value] {
+            var summary = summary
+            for op in pendingSummary {
+                guard let op else { continue }
+                if let item = op.item {
+                    let v: Value
+                    do { v = try item.value() ?? .null } catch {
+                        throw WandbFormatError(.malformedValue, offset: op.offset, path: path,
+                                               message: "record \(op.number) (summary), key \(op.path): \(error)")
+                    }
+                    Self.set(v, at: op.path[...], in: &summary)
+                } else {
+                    Self.remove(at: op.path[...], in: &summary)
+                }
+            }
+            return summary
+        }
+
         /// The run as built so far (open console lines included).
-        public func finish() -> WandbRun {
+        /// - Throws: `.malformedValue` for a summary value that is not JSON.
+        public func finish() throws(WandbFormatError) -> WandbRun {
             var result = run
             var config = config
-            var summary = summary
+            var summary = try resolvedSummary()
             result.internalConfig = config.removeValue(forKey: "_wandb")?.objectValue ?? [:]
             result.internalSummary = summary.removeValue(forKey: "_wandb")?.objectValue ?? [:]
             result.config = config

@@ -1,6 +1,8 @@
+import Dispatch
 import Foundation
 import Logging
 import RunLogStore
+import Synchronization
 
 /// Brings wandb offline runs into RunLog's model so that `runlog sync` sends them with the
 /// native engine (frames as stored, acknowledged, resumable), incrementally.
@@ -75,13 +77,18 @@ public enum WandbSyncImport {
     /// whole record.
     /// - Throws: `WandbFormatError` for a file that is not a wandb log; `StoreError` for the cache.
     public static func prepare(_ paths: [String], cache: String, logger: Logger = Logger(label: "runlog.sync")) throws -> [Prepared] {
-        var sessions: [Session] = []
-        for p in paths {
-            guard let f = file(of: p) else { continue }
-            let real = URL(fileURLWithPath: f).resolvingSymlinksInPath().path
+        // Decoding is most of the work and each file is independent: one thread per core.
+        let files = paths.compactMap { file(of: $0) }.map { URL(fileURLWithPath: $0).resolvingSymlinksInPath().path }
+        let decoded = Mutex([Result<Session, WandbFormatError>?](repeating: nil, count: files.count))
+        DispatchQueue.concurrentPerform(iterations: files.count) { i in
+            let real = files[i]
             let size = (try? FileManager.default.attributesOfItem(atPath: real)[.size] as? NSNumber)?.int64Value ?? 0
-            sessions.append(Session(file: real, size: size, run: try WandbRun(contentsOf: URL(fileURLWithPath: real))))
+            let r = Result { () throws(WandbFormatError) -> Session in
+                Session(file: real, size: size, run: try WandbRun(contentsOf: URL(fileURLWithPath: real)))
+            }
+            decoded.withLock { $0[i] = r }
         }
+        let sessions = try decoded.withLock { $0 }.map { try $0!.get() }
         // Group by run; runs whose sessions fork from another run come after it.
         var groups: [String: [Session]] = [:]
         for s in sessions { groups[key(s.run.project, s.run.id), default: []].append(s) }
