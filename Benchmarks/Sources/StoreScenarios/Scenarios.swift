@@ -321,6 +321,8 @@ public final class Scratch: @unchecked Sendable {
         path = (base.hasSuffix("/") ? base : base + "/") + "runlog-bench-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
+    /// An existing directory, used as it is (not created).
+    public init(existing path: String) { self.path = path }
     public func sub(_ name: String) -> String { path + "/" + name }
     public func remove() { try? FileManager.default.removeItem(atPath: path) }
     public func removeItem(_ path: String) { try? FileManager.default.removeItem(atPath: path) }
