@@ -43,11 +43,15 @@ public protocol SyncTransport: Sendable {
     func send(_ run: RemoteRun, after: UInt64, frames: [UInt8]) async throws(TransportError) -> SendOutcome
 }
 
-/// The native protocol over HTTP (see `Sources/RunLogServer/PROTOCOL.md`).
+/// The native protocol over HTTP (see `Sources/RunLogServer/PROTOCOL.md`): over plain
+/// keep-alive sockets for `http://` (``SocketHTTPClient``), over URLSession for `https://`.
 public struct HTTPSyncTransport: SyncTransport {
     public let baseURL: URL
     public let apiKey: String
     private let session: URLSession
+    private let socket: SocketHTTPClient?
+    /// The base URL's path, percent-encoded, without a trailing slash (a server mounted under a prefix).
+    private let basePath: String
 
     public init(baseURL: URL, apiKey: String, timeout: TimeInterval = 60) {
         self.baseURL = baseURL
@@ -56,46 +60,57 @@ public struct HTTPSyncTransport: SyncTransport {
         config.timeoutIntervalForRequest = timeout
         config.httpMaximumConnectionsPerHost = 16
         session = URLSession(configuration: config)
+        let components = URLComponents(url: baseURL, resolvingAgainstBaseURL: false)
+        var path = components?.percentEncodedPath ?? ""
+        while path.hasSuffix("/") { path.removeLast() }
+        basePath = path
+        if baseURL.scheme?.lowercased() == "http", let host = baseURL.host, ProcessInfo.processInfo.environment["RUNLOG_SYNC_URLSESSION"] == nil {
+            socket = SocketHTTPClient(host: host, port: baseURL.port ?? 80, timeout: timeout)
+        } else {
+            socket = nil
+        }
     }
 
-    private func url(_ run: RemoteRun, _ tail: String) -> URL {
+    private func path(_ run: RemoteRun, _ tail: String) -> String {
         func esc(_ s: String) -> String { s.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? s }
-        return URL(string: baseURL.absoluteString.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
-            + "/api/v1/runs/\(esc(run.entity))/\(esc(run.project))/\(esc(run.id))/\(tail)")!
+        return basePath + "/api/v1/runs/\(esc(run.entity))/\(esc(run.project))/\(esc(run.id))/\(tail)"
     }
 
     public func acknowledged(_ run: RemoteRun) async throws(TransportError) -> UInt64 {
-        var request = URLRequest(url: url(run, "ack"))
-        request.setValue("Bearer \(apiKey)", forHTTPHeaderField: "Authorization")
-        let (status, body, headers) = try await perform(request)
+        let (status, body, headers) = try await perform("GET", path(run, "ack"), [("Authorization", "Bearer \(apiKey)")], [])
         guard status == 200 else { throw Self.classify(status, body, headers) }
         return try Self.ack(body)
     }
 
     public func send(_ run: RemoteRun, after: UInt64, frames: [UInt8]) async throws(TransportError) -> SendOutcome {
-        var request = URLRequest(url: url(run, "frames"))
-        request.httpMethod = "POST"
-        request.setValue("Bearer \(apiKey)", forHTTPHeaderField: "Authorization")
-        request.setValue("application/x-runlog-frames", forHTTPHeaderField: "Content-Type")
-        request.setValue(String(after), forHTTPHeaderField: "X-RunLog-After")
-        request.httpBody = Data(frames)
-        let (status, body, headers) = try await perform(request)
+        let headers = [("Authorization", "Bearer \(apiKey)"), ("Content-Type", "application/x-runlog-frames"), ("X-RunLog-After", String(after))]
+        let (status, body, responseHeaders) = try await perform("POST", path(run, "frames"), headers, frames)
         switch status {
         case 200: return .stored(acknowledged: try Self.ack(body))
         case 409: return .conflict(acknowledged: try Self.ack(body))
-        default: throw Self.classify(status, body, headers)
+        default: throw Self.classify(status, body, responseHeaders)
         }
     }
 
-    private func perform(_ request: URLRequest) async throws(TransportError) -> (Int, Data, [AnyHashable: Any]) {
+    private func perform(_ method: String, _ path: String, _ headers: [(String, String)], _ body: [UInt8]) async throws(TransportError) -> (Int, Data, [AnyHashable: Any]) {
         do {
+            if let socket {
+                let r = try await socket.request(method, path, headers: headers, body: body)
+                return (r.status, Data(r.body), r.headers)
+            }
+            var origin = baseURL.absoluteString
+            if let range = origin.range(of: "://"), let slash = origin[range.upperBound...].firstIndex(of: "/") { origin = String(origin[..<slash]) }
+            var request = URLRequest(url: URL(string: origin + path)!)
+            request.httpMethod = method
+            for (k, v) in headers { request.setValue(v, forHTTPHeaderField: k) }
+            if method == "POST" { request.httpBody = Data(body) }
             let (data, response) = try await session.data(for: request)
             guard let http = response as? HTTPURLResponse else { throw TransportError(retryable: true, message: "not an HTTP response") }
             return (http.statusCode, data, http.allHeaderFields)
         } catch let e as TransportError {
             throw e
         } catch {
-            throw TransportError(retryable: true, message: "\(error.localizedDescription)")
+            throw TransportError(retryable: true, message: "\(error)")
         }
     }
 
