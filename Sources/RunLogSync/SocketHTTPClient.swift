@@ -12,7 +12,7 @@ import Synchronization
 /// CPU per request than the whole sync does otherwise (libcurl and dispatch churn); this
 /// spends a `write` and a couple of `read`s. `https://` URLs keep using URLSession.
 ///
-/// Each request runs blocking on a dispatch thread, never on the caller's executor. A
+/// Each request runs blocking on a thread of its own, never on the caller's executor. A
 /// request on a pooled connection that the server closed meanwhile is retried once on a
 /// fresh one (the native protocol's requests are idempotent).
 final class SocketHTTPClient: Sendable {
@@ -31,7 +31,6 @@ final class SocketHTTPClient: Sendable {
     let port: Int
     let timeout: Double
     private let idle = Mutex<[Int32]>([])
-    private static let queue = DispatchQueue(label: "runlog.sync.http", attributes: .concurrent)
 
     init(host: String, port: Int, timeout: Double) {
         self.host = host
@@ -42,8 +41,10 @@ final class SocketHTTPClient: Sendable {
     deinit { for fd in idle.withLock({ $0 }) { close(fd) } }
 
     func request(_ method: String, _ path: String, headers: [(String, String)], body: [UInt8] = []) async throws -> Response {
+        // A thread of its own: a blocked dispatch worker would hold one of the few threads
+        // libdispatch runs per core, and concurrent requests would queue behind it.
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<Response, any Error>) in
-            Self.queue.async {
+            Thread.detachNewThread {
                 c.resume(with: Result { try self.requestBlocking(method, path, headers: headers, body: body) })
             }
         }
@@ -78,7 +79,9 @@ final class SocketHTTPClient: Sendable {
         var reader = Reader(fd: fd)
         let (status, headers) = try reader.head()
         var body: [UInt8]
-        if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
+        if status == 204 || status == 304 || (100..<200).contains(status) {
+            body = []  // no body by definition
+        } else if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
             body = []
             while true {
                 let line = try reader.line()
