@@ -24,7 +24,8 @@ struct MultiNodeTests {
         try await withServerStore(database: database, logger: testLogger()) { storeA in
             let account = try await makeAccount(storeA)
             try await withServerStore(database: database, logger: testLogger()) { storeB in
-                let config = ServerConfiguration(database: database, logger: testLogger())
+                var config = ServerConfiguration(database: database, logger: testLogger())
+                config.filesDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("runlog-multinode-files").path
                 let appA = RunLogServerApp.makeApplication(store: storeA, configuration: config)
                 let appB = RunLogServerApp.makeApplication(store: storeB, configuration: config)
                 try await appA.test(.router) { a in

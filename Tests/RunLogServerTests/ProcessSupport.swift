@@ -93,7 +93,7 @@ final class ServerProcess: @unchecked Sendable {
     static func start(binary: String, database: String, logDirectory: String, extra: [String] = []) async throws -> ServerProcess {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = ["server", "--database", database, "--host", "127.0.0.1", "--port", "0"] + extra
+        p.arguments = ["server", "--database", database, "--host", "127.0.0.1", "--port", "0", "--files-dir", logDirectory + "/files"] + extra
         let logPath = logDirectory + "/server-\(UUID().uuidString.prefix(8)).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let out = Pipe()
