@@ -9,6 +9,10 @@ struct HistoryBlockBuilder: Sendable {
     private(set) var timestamps: [Int64] = []
     private(set) var columns: [Column] = []
     private var columnIndex: [String: Int] = [:]
+    /// The column the key at each position of the previous row's dictionary went to: rows
+    /// built the same way iterate their keys in the same order (though not always the order
+    /// the columns were made in), so one string compare usually finds the column.
+    private var lastOrder: [Int] = []
     /// A rough count of the bytes the rows take before compression.
     private(set) var approximateBytes = 0
 
@@ -115,16 +119,17 @@ struct HistoryBlockBuilder: Sendable {
         steps.append(step)
         timestamps.append(timestamp)
         approximateBytes += 12 + values.count * 9
-        // Rows built the same way usually iterate their keys in the same order: try the column
-        // at the same position first (a string compare) before hashing the key.
+        // The column this position of the previous row went to first (see `lastOrder`).
         var j = 0
         for (key, v) in values {
             defer { j += 1 }
-            if j < columns.count, columns[j].key == key {
-                columns[j].append(v, row: row)
+            if j < lastOrder.count, case let ci = lastOrder[j], columns[ci].key == key {
+                columns[ci].append(v, row: row)
             } else if let ci = columnIndex[key] {
                 columns[ci].append(v, row: row)
+                remember(j, ci)
             } else {
+                remember(j, columns.count)
                 columnIndex[key] = columns.count
                 var c = Column(key: key, first: v, row: row, capacity: steps.capacity)
                 c.append(v, row: row)
@@ -139,18 +144,18 @@ struct HistoryBlockBuilder: Sendable {
         steps.append(step)
         timestamps.append(timestamp)
         approximateBytes += 12 + doubles.count * 9
-        // As above: the column at the same position first; then, for the few columns of a
-        // training loop, a scan of string compares, which beats hashing the key.
+        // The column this position of the previous row went to first (one string compare);
+        // then the hash table.
         var j = 0
         for (key, d) in doubles {
             defer { j += 1 }
-            if j < columns.count, columns[j].key == key {
-                columns[j].append(.double(d), row: row)
-            } else if columns.count <= 16, let ci = columns.firstIndex(where: { $0.key == key }) {
+            if j < lastOrder.count, case let ci = lastOrder[j], columns[ci].key == key {
                 columns[ci].append(.double(d), row: row)
             } else if let ci = columnIndex[key] {
                 columns[ci].append(.double(d), row: row)
+                remember(j, ci)
             } else {
+                remember(j, columns.count)
                 columnIndex[key] = columns.count
                 var c = Column(key: key, first: .double(d), row: row, capacity: steps.capacity)
                 c.append(.double(d), row: row)
@@ -158,6 +163,10 @@ struct HistoryBlockBuilder: Sendable {
                 approximateBytes += key.utf8.count
             }
         }
+    }
+
+    private mutating func remember(_ position: Int, _ column: Int) {
+        if position < lastOrder.count { lastOrder[position] = column } else if position == lastOrder.count { lastOrder.append(column) }
     }
 
     /// Appends a row whose values are all doubles, keyed by `keys` (no dictionary in between).
