@@ -123,7 +123,7 @@ import Testing
         var book = WandbRunBook()
         let key = RunKey(entity: "e", project: "p", run: "r1")
         let first = try WandbTranslation.upsertRecords(
-            WandbTranslation.Upsert(["name": "r1", "displayName": "nice-run", "tags": ["a", "b"], "notes": "n", "groupName": "g",
+            try WandbTranslation.Upsert(["name": "r1", "displayName": "nice-run", "tags": ["a", "b"], "notes": "n", "groupName": "g",
                                      "config": "{\"lr\":{\"value\":1},\"_wandb\":{\"value\":{\"t\":{\"x\":1}}}}"]),
             key: key, isNew: true, now: 5, book: &book)
         guard case .runMetadata(let m)? = first.first else { Issue.record("no metadata"); return }
@@ -133,7 +133,7 @@ import Testing
         #expect(book.telemetry == ["x": 1])
         // A later upsert with only name and config changes only the config: no tags record, no name.
         let later = try WandbTranslation.upsertRecords(
-            WandbTranslation.Upsert(["name": "r1", "config": "{\"lr\":{\"value\":2}}"]), key: key, isNew: false, now: 6, book: &book)
+            try WandbTranslation.Upsert(["name": "r1", "config": "{\"lr\":{\"value\":2}}"]), key: key, isNew: false, now: 6, book: &book)
         #expect(!later.contains { if case .tags = $0 { true } else { false } })
         guard case .runMetadata(let m2)? = later.first else { Issue.record("no metadata"); return }
         #expect(m2["name"] == nil && m2["start_time"] == nil)

@@ -170,8 +170,7 @@ struct WandbProtocol: Sendable {
     }
 
     func upsertBucket(_ v: Value, _ p: Principal) async throws -> String {
-        let u = WandbTranslation.Upsert(v)
-        let wandb = try WandbTranslation.splitConfig(u.config).wandb
+        let u = try WandbTranslation.Upsert(v)
         let key = try runKey(entity: u.entity, project: u.project, run: u.name ?? Self.newRunID(), p)
         let now = nowMicros()
         let runs = self.runs
@@ -179,7 +178,7 @@ struct WandbProtocol: Sendable {
             var book = WandbRunBook(metadata: detail?.info.run.metadata ?? [:], lastStep: detail?.info.run.lastStep)
             let isNew = detail == nil
             var records = try WandbTranslation.upsertRecords(u, key: key, isNew: isNew, now: now, book: &book)
-            if isNew, let bp = WandbTranslation.branchPoint(wandb), bp.run != key.run {
+            if isNew, let bp = WandbTranslation.branchPoint(u.wandb), bp.run != key.run {
                 // fork_from: the new run starts with the source's history through the step (its
                 // config is what the client sends, as on W&B: nothing else is copied).
                 let source = RunKey(entity: key.entity, project: key.project, run: bp.run)

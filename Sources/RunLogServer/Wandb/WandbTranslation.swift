@@ -81,16 +81,21 @@ enum WandbTranslation {
         var commit: String?
         var sweep: String?
         var tags: [String]?
-        var config: String?
+        /// The config's user keys, unwrapped (empty when not sent).
+        var config: [String: Value]
+        /// The config's `_wandb` object (telemetry `t`, `branch_point`, ...).
+        var wandb: [String: Value]
         var summaryMetrics: String?
 
-        init(_ v: Value) {
+        /// - Throws: when `config` is not a JSON object.
+        init(_ v: Value) throws(WandbProtocolError) {
             func s(_ k: String) -> String? { v[k]?.stringValue }
             storageID = s("id"); name = s("name"); project = s("project"); entity = s("entity")
             displayName = s("displayName"); notes = s("notes"); description = s("description")
             groupName = s("groupName"); jobType = s("jobType"); host = s("host"); program = s("program")
             repo = s("repo"); commit = s("commit"); sweep = s("sweep")
-            config = s("config"); summaryMetrics = s("summaryMetrics")
+            (config, wandb) = try splitConfig(s("config"))
+            summaryMetrics = s("summaryMetrics")
             if case .array(let a)? = v["tags"] { tags = a.compactMap(\.stringValue) }
         }
     }
@@ -135,12 +140,11 @@ enum WandbTranslation {
             ("host", u.host), ("program", u.program), ("git_remote", u.repo), ("git_commit", u.commit), ("sweep", u.sweep),
         ]
         for (k, v) in fields { if let v { meta[k] = .string(v) } }
-        let (config, wandb) = try splitConfig(u.config)
-        if let t = wandb["t"] { book.telemetry = t }
+        if let t = u.wandb["t"] { book.telemetry = t }
         meta[WandbRunBook.metadataKey] = book.value
         records.append(.runMetadata(RunMetadata(meta)))
         if let tags = u.tags { records.append(.tags(tags)) }
-        if !config.isEmpty { records.append(.config(ConfigChange(values: config))) }
+        if !u.config.isEmpty { records.append(.config(ConfigChange(values: u.config))) }
         if let s = u.summaryMetrics, case .object(let o) = try parse(s, what: "summaryMetrics"), !o.isEmpty {
             records.append(.summary(SummaryChange(values: o.filter { $0.key != "_wandb" })))
         }

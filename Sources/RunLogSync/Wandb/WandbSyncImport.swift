@@ -60,7 +60,7 @@ public enum WandbSyncImport {
         var file: String
         var size: Int64
         var run: WandbRun
-        var start: Int64 { run.startTime.map { $0.seconds * 1_000_000 + Int64($0.nanos) / 1000 } ?? 0 }
+        var start: Int64 { WandbSyncImport.micros(run.startTime) }
     }
 
     /// A session already folded into a cache run.
