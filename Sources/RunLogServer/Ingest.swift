@@ -73,28 +73,27 @@ enum Ingest {
         }
     }
 
-    /// Stores checked frames, decoding them (one task per core) while the store's
-    /// transaction consumes them in order, so that decoding the next frames overlaps
-    /// writing this one.
+    /// Stores checked frames: decodes them all first (one task per core for a large body),
+    /// then hands the request to the store. Decoding before the store's transaction begins
+    /// keeps the single writer busy only with writing, so that the requests of concurrent
+    /// syncs decode in parallel while another request commits (and can share its commit).
     static func ingest(_ frames: [FrameCodec.StoredFrame], into store: any ServerStore, _ key: RunKey, after: UInt64) async throws -> IngestResult {
         let feed = FrameFeed(frames.map(\.header.sequence))
         let decoders = max(1, min(ProcessInfo.processInfo.activeProcessorCount, frames.count))
-        return try await withThrowingTaskGroup(of: IngestResult?.self) { group in
-            for _ in 0..<decoders {
-                group.addTask {
-                    // Every frame gets a result, even when cancelled: the store's transaction
-                    // may be waiting for it.
-                    while let i = feed.claim() {
-                        feed.fill(i, Task.isCancelled ? .failure(ServerError(.badRequest, "request cancelled")) : decode(frames[i]))
+        if decoders == 1 {
+            while let i = feed.claim() { feed.fill(i, decode(frames[i])) }
+        } else {
+            await withTaskGroup(of: Void.self) { group in
+                for _ in 0..<decoders {
+                    group.addTask {
+                        while let i = feed.claim() {
+                            feed.fill(i, Task.isCancelled ? .failure(ServerError(.badRequest, "request cancelled")) : decode(frames[i]))
+                        }
                     }
-                    return nil
                 }
             }
-            group.addTask { try await store.ingest(key, after: after, frames: feed) }
-            var result: IngestResult?
-            for try await r in group where r != nil { result = r }
-            return result!
         }
+        return try await store.ingest(key, after: after, frames: feed)
     }
 
     /// Checks and decodes a whole body before storing (for tools and benchmarks).

@@ -22,6 +22,7 @@ final class SQLiteStore: ServerStore {
     private let logger: Logger
     /// Bytes committed since the last background checkpoint was asked for.
     private let uncheckpointed = Mutex<Int>(0)
+    private let ingestQueue = Mutex(IngestQueue())
     private let checkpointRequests: AsyncStream<Void>.Continuation
     private let checkpointLoop: Task<Void, Never>
 
@@ -214,17 +215,83 @@ final class SQLiteStore: ServerStore {
 
     private struct Gap: Error { var acknowledged: UInt64 }
 
+    /// Group commit: a request joins the queue; the writer takes every request queued by the
+    /// time it is free and stores them in one transaction, one savepoint each, so that one
+    /// fsync covers them all. A request that fails rolls back to its savepoint alone; when the
+    /// commit itself fails, every request of the batch fails (none was acknowledged).
     func ingest(_ key: RunKey, after: UInt64, frames: FrameFeed) async throws -> IngestResult {
-        do {
-            let result = try await writer.perform { db in
-                try db.transaction {
-                    try Self.ingest(db, key, after: after, frames: frames)
+        let result = try await withCheckedThrowingContinuation { (c: CheckedContinuation<IngestResult, any Error>) in
+            let start = ingestQueue.withLock { q -> Bool in
+                q.waiting.append(PendingIngest(key: key, after: after, frames: frames, continuation: c))
+                if q.draining { return false }
+                q.draining = true
+                return true
+            }
+            if start { Task { await self.drainIngests() } }
+        }
+        if case .stored = result { committed(bytes: frames.storedBytes) }
+        return result
+    }
+
+    private struct PendingIngest: Sendable {
+        var key: RunKey
+        var after: UInt64
+        var frames: FrameFeed
+        var continuation: CheckedContinuation<IngestResult, any Error>
+    }
+
+    private struct IngestQueue {
+        var waiting: [PendingIngest] = []
+        var draining = false
+    }
+
+    /// Requests per commit at most, and their stored bytes at most (a bound on latency).
+    static let maxBatchRequests = 64
+    static let maxBatchBytes = 64 << 20
+
+    private func drainIngests() async {
+        while true {
+            let batch = ingestQueue.withLock { q -> [PendingIngest] in
+                var n = 0, bytes = 0
+                while n < q.waiting.count, n < Self.maxBatchRequests, n == 0 || bytes < Self.maxBatchBytes {
+                    bytes += q.waiting[n].frames.storedBytes
+                    n += 1
+                }
+                let batch = Array(q.waiting.prefix(n))
+                q.waiting.removeFirst(n)
+                if batch.isEmpty { q.draining = false }
+                return batch
+            }
+            if batch.isEmpty { return }
+            let jobs = batch.map { ($0.key, $0.after, $0.frames) }
+            let outcomes: [Result<IngestResult, any Error>]
+            do {
+                outcomes = try await writer.perform { db in try Self.ingestBatch(db, jobs) }
+            } catch {
+                outcomes = Array(repeating: .failure(error), count: batch.count)
+            }
+            for (p, o) in zip(batch, outcomes) { p.continuation.resume(with: o) }
+        }
+    }
+
+    /// Stores `jobs` in one transaction, each under its own savepoint. Throws only when the
+    /// transaction cannot begin or commit (then nothing of it is stored).
+    private static func ingestBatch(_ db: SQLiteConnection, _ jobs: [(RunKey, UInt64, FrameFeed)]) throws -> [Result<IngestResult, any Error>] {
+        try db.transaction {
+            var out: [Result<IngestResult, any Error>] = []
+            out.reserveCapacity(jobs.count)
+            for (key, after, frames) in jobs {
+                try db.exec("SAVEPOINT ingest")
+                do {
+                    out.append(.success(try ingest(db, key, after: after, frames: frames)))
+                    try db.exec("RELEASE ingest")
+                } catch {
+                    try db.exec("ROLLBACK TO ingest")
+                    try db.exec("RELEASE ingest")
+                    if let gap = error as? Gap { out.append(.success(.gap(acknowledged: gap.acknowledged))) } else { out.append(.failure(error)) }
                 }
             }
-            committed(bytes: frames.storedBytes)
-            return result
-        } catch let gap as Gap {
-            return .gap(acknowledged: gap.acknowledged)
+            return out
         }
     }
 

@@ -158,8 +158,9 @@ protocol ServerStore: Sendable {
 
     /// The highest sequence acknowledged for the run, 0 for a run the server has not seen.
     func acknowledged(_ run: RunKey) async throws -> UInt64
-    /// Stores a request's frames in one transaction (see ``IngestPlanner``), creating the
-    /// project and the run if needed, taking each frame from `frames` as it is decoded.
+    /// Stores a request's frames atomically (see ``IngestPlanner``), creating the project and
+    /// the run if needed, taking each frame from `frames` as it is decoded. A store may commit
+    /// several concurrent requests together; each still succeeds or fails as a whole.
     /// - Throws: ``ServerError`` `.badRequest` when a frame does not decode (nothing stored).
     func ingest(_ run: RunKey, after: UInt64, frames: FrameFeed) async throws -> IngestResult
 

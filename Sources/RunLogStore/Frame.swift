@@ -207,6 +207,35 @@ enum FrameDecoder {
     }
 
     /// Decodes a raw payload into records; unknown kinds become `.unknown` and are reported.
+    /// The records that are not history rows, each with its index in the frame (rows count
+    /// one each), without decoding a history block beyond its row count.
+    static func stateRecords(_ raw: [UInt8], recordCount: UInt32) throws(DecodeError) -> [(index: UInt32, record: Record)] {
+        var r = ByteReader(raw)
+        var out: [(index: UInt32, record: Record)] = []
+        var index: UInt32 = 0
+        while !r.isAtEnd {
+            let kindByte = try r.u8()
+            let length = try r.length()
+            var body = ByteReader(r.bytes, offset: r.offset, end: r.offset + length)
+            r.offset += length
+            guard let kind = LogFormat.RecordKind(rawValue: kindByte) else {
+                out.append((index, .unknown(kind: kindByte, body: Array(raw[body.offset..<body.end]))))
+                index += 1
+                continue
+            }
+            if kind == .historyBlock {
+                _ = try body.uvarint()  // branch
+                index += UInt32(try body.length())
+                continue
+            }
+            out.append((index, try Record.fromBody(kind: kind, try body.object())))
+            index += 1
+            guard body.isAtEnd else { throw DecodeError("record of kind \(kind) has \(body.remaining) trailing bytes") }
+        }
+        guard index == recordCount else { throw DecodeError("header says \(recordCount) records, payload holds \(index)") }
+        return out
+    }
+
     static func records(_ raw: [UInt8], unknownKind: (UInt8) -> Void = { _ in }) throws(DecodeError) -> [Record] {
         var r = ByteReader(raw)
         var out: [Record] = []

@@ -236,6 +236,19 @@ public final class LogReader: @unchecked Sendable {
         }
     }
 
+    /// The frame's records other than history rows, with their indices in the frame.
+    func stateRecords(in frame: FrameInfo) throws(StoreError) -> [(index: UInt32, record: Record)] {
+        let bytes = try storedFrame(frame)
+        do {
+            let raw = try FrameDecoder.rawPayload(header: frame.header, stored: Array(bytes[LogFormat.frameHeaderSize...]), zstd: zstd)
+            let records = try FrameDecoder.stateRecords(raw, recordCount: frame.header.recordCount)
+            for case (_, .unknown(let kind, _)) in records { unknownKinds[kind, default: 0] += 1 }
+            return records
+        } catch {
+            throw StoreError(.corrupted, "frame \(frame.header.sequence) is malformed: \(error)", path: path, offset: frame.offset)
+        }
+    }
+
     /// The frame's payload and the steps of its history blocks, without decoding a single
     /// value column (see ``FrameSteps``).
     func historySteps(in frame: FrameInfo) throws(StoreError) -> FrameSteps {

@@ -154,9 +154,8 @@ extension LogReader {
     public func state() throws(StoreError) -> RunContents {
         var builder = ContentsBuilder(archive: ArchiveMap())
         for f in frames where f.header.flags.contains(.hasState) {
-            for (i, r) in try records(in: f).enumerated() {
-                if case .history = r { continue }
-                builder.apply(r, at: RecordPosition(sequence: f.header.sequence, index: UInt32(i)))
+            for (i, r) in try stateRecords(in: f) {
+                builder.apply(r, at: RecordPosition(sequence: f.header.sequence, index: i))
             }
         }
         return builder.contents

@@ -54,52 +54,101 @@ public final class SyncEngine: Sendable {
         self.logger = logger
     }
 
-    /// Syncs `jobs`; returns when every run has finished or failed.
+    /// Syncs `jobs`; returns when every run has finished or failed. A run forked from another
+    /// run of `jobs` is synced after it.
     public func sync(_ jobs: [SyncJob], events: @escaping @Sendable (SyncEvent) -> Void = { _ in }) async -> SyncReport {
-        let ids = Set(jobs.map(\.remote.id))
-        var waiting: [String: [SyncJob]] = [:]  // parent id -> children
-        var ready: [SyncJob] = []
-        for job in jobs {
-            if let parent = job.parentID, ids.contains(parent), parent != job.remote.id {
-                waiting[parent, default: []].append(job)
-            } else {
-                ready.append(job)
-            }
+        let (stream, continuation) = AsyncStream.makeStream(of: SyncJob.self)
+        for job in Self.parentsFirst(jobs) { continuation.yield(job) }
+        continuation.finish()
+        return await sync(stream, events: events)
+    }
+
+    /// Syncs jobs as they arrive (e.g. while other runs are still being prepared); returns
+    /// when the stream has ended and every run has finished or failed. A run forked from a
+    /// run that arrived before it waits for that run.
+    public func sync(_ jobs: AsyncStream<SyncJob>, events: @escaping @Sendable (SyncEvent) -> Void = { _ in }) async -> SyncReport {
+        enum Signal: Sendable {
+            case arrived(SyncJob)
+            case ended
+            case done(SyncJob, Result<UInt64, SyncFailure>, Int, Int)
         }
+        let (signals, post) = AsyncStream.makeStream(of: Signal.self)
         var report = SyncReport()
-        await withTaskGroup(of: (SyncJob, Result<UInt64, SyncFailure>, Int, Int).self) { group in
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await job in jobs { post.yield(.arrived(job)) }
+                post.yield(.ended)
+            }
+            var seen = Set<String>(), done = Set<String>()
+            var waiting: [String: [SyncJob]] = [:]  // parent id -> children
+            var ready: [SyncJob] = []
             var running = 0
+            var ended = false
             func launch() {
                 while running < concurrency, !ready.isEmpty {
                     let job = ready.removeFirst()
                     running += 1
-                    group.addTask { await self.syncRun(job, events: events) }
+                    group.addTask {
+                        let (job, result, bytes, records) = await self.syncRun(job, events: events)
+                        post.yield(.done(job, result, bytes, records))
+                    }
                 }
             }
-            launch()
-            func account(_ job: SyncJob, _ result: Result<UInt64, SyncFailure>, _ bytes: Int, _ records: Int) {
-                running -= 1
-                report.bytes += bytes
-                report.records += records
-                switch result {
-                case .success: report.finished.append(job)
-                case .failure(let f): report.failed.append((job, f.message))
+            for await signal in signals {
+                switch signal {
+                case .arrived(let job):
+                    seen.insert(job.remote.id)
+                    if let parent = job.parentID, parent != job.remote.id, seen.contains(parent), !done.contains(parent) {
+                        waiting[parent, default: []].append(job)
+                    } else {
+                        ready.append(job)
+                    }
+                case .ended:
+                    ended = true
+                case .done(let job, let result, let bytes, let records):
+                    running -= 1
+                    done.insert(job.remote.id)
+                    report.bytes += bytes
+                    report.records += records
+                    switch result {
+                    case .success: report.finished.append(job)
+                    case .failure(let f): report.failed.append((job, f.message))
+                    }
+                    ready.append(contentsOf: waiting.removeValue(forKey: job.remote.id) ?? [])
                 }
-            }
-            while let (job, result, bytes, records) = await group.next() {
-                account(job, result, bytes, records)
-                ready.append(contentsOf: waiting.removeValue(forKey: job.remote.id) ?? [])
+                if ended, running == 0, ready.isEmpty {
+                    if waiting.isEmpty { break }
+                    // Children of parents that never ran (a cycle) still sync.
+                    for (_, children) in waiting { ready.append(contentsOf: children) }
+                    waiting = [:]
+                }
                 launch()
             }
-            // Children of parents that never ran (a cycle or a missing parent) still sync.
-            for (_, children) in waiting { ready.append(contentsOf: children) }
-            launch()
-            while let (job, result, bytes, records) = await group.next() {
-                account(job, result, bytes, records)
-                launch()
-            }
+            post.finish()
         }
         return report
+    }
+
+    /// `jobs` reordered so that a run forked from another run of `jobs` comes after it.
+    public static func parentsFirst(_ jobs: [SyncJob]) -> [SyncJob] {
+        let ids = Set(jobs.map(\.remote.id))
+        var children: [String: [SyncJob]] = [:]
+        var roots: [SyncJob] = []
+        for job in jobs {
+            if let parent = job.parentID, ids.contains(parent), parent != job.remote.id {
+                children[parent, default: []].append(job)
+            } else {
+                roots.append(job)
+            }
+        }
+        var out: [SyncJob] = []
+        var queue = roots[...]
+        while let job = queue.popFirst() {
+            out.append(job)
+            if let c = children.removeValue(forKey: job.remote.id) { queue.append(contentsOf: c) }
+        }
+        for (_, c) in children { out.append(contentsOf: c) }  // a cycle: no root leads to them
+        return out
     }
 
     struct SyncFailure: Error { var message: String }

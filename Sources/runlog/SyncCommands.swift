@@ -25,14 +25,14 @@ struct Sync: AsyncParsableCommand {
 
     func run() async throws {
         if syncProtocol == .wandb { return try await runWandbProtocol() }
-        var dirs = (paths.isEmpty ? ["runlog"] : paths).flatMap { RunDiscovery.runs(under: $0) }
-        // wandb offline runs: folded into RunLog runs in the import cache, then synced like them.
+        let dirs = (paths.isEmpty ? ["runlog"] : paths).flatMap { RunDiscovery.runs(under: $0) }
+        // wandb offline runs: folded into RunLog runs in the import cache, then synced like
+        // them; each is synced as soon as it is folded, while the others are still folding.
         let wandbRuns = paths.flatMap { WandbSyncImport.discover($0) }
-        if !wandbRuns.isEmpty {
-            let prepared = try WandbSyncImport.prepare(wandbRuns, cache: importCache ?? WandbSyncImport.defaultCache)
-            dirs += prepared.map(\.directory)
+        let plan = wandbRuns.isEmpty ? nil : try WandbSyncImport.Plan(wandbRuns, cache: importCache ?? WandbSyncImport.defaultCache)
+        guard !dirs.isEmpty || plan?.runs.isEmpty == false else {
+            throw ValidationError("no runs found under \((paths.isEmpty ? ["runlog"] : paths).joined(separator: ", "))")
         }
-        guard !dirs.isEmpty else { throw ValidationError("no runs found under \((paths.isEmpty ? ["runlog"] : paths).joined(separator: ", "))") }
         let creds = Credentials.resolve(server: server, apiKey: apiKey)
         if creds == nil && !dryRun {
             throw ValidationError("no server or API key: pass --server and --api-key, set RUNLOG_BASE_URL and RUNLOG_API_KEY, or run `runlog login`")
@@ -45,6 +45,11 @@ struct Sync: AsyncParsableCommand {
             }
         }
         if dryRun {
+            if let plan {
+                let folded = Mutex<[SyncJob]>([])
+                plan.fold { r in if case .success(let p) = r { folded.withLock { $0.append(p.job(defaultEntity: defaultEntity)) } } }
+                jobsList += folded.withLock { $0 }.sorted { $0.directory < $1.directory }
+            }
             for j in jobsList {
                 let reader = try RunDirectory.reader(j.directory)
                 let acked = creds.map { SyncCursor.load(directory: j.directory, server: $0.server, run: j.remote) } ?? 0
@@ -61,8 +66,33 @@ struct Sync: AsyncParsableCommand {
         if let batchFrames { config.batchFrames = max(1, batchFrames) }
         let engine = SyncEngine(transport: HTTPSyncTransport(baseURL: url, apiKey: creds.apiKey), serverKey: creds.server,
                                 configuration: config, concurrency: jobs)
-        let progress = SyncProgress(total: jobsList.count, json: json || isatty(1) == 0)
-        let report = await engine.sync(jobsList) { progress.handle($0) }
+        let progress = SyncProgress(total: jobsList.count + (plan?.runs.count ?? 0), json: json || isatty(1) == 0)
+        let (queue, arrive) = AsyncStream.makeStream(of: SyncJob.self)
+        for j in SyncEngine.parentsFirst(jobsList) { arrive.yield(j) }
+        let foldFailures = Mutex<[(SyncJob, String)]>([])
+        if let plan {
+            // Folding blocks (file reads and writes on threads of its own) while the folded
+            // runs sync: a thread of its own too, not one of the concurrency pool's.
+            Thread {
+                plan.fold { result in
+                    switch result {
+                    case .success(let p): arrive.yield(p.job(defaultEntity: defaultEntity))
+                    case .failure(let error):
+                        let dir = (error as? WandbSyncImport.PlanError)?.directory
+                        let job = plan.runs.first { $0.directory == dir }?.job(defaultEntity: defaultEntity)
+                            ?? SyncJob(directory: dir ?? "", remote: RemoteRun(entity: defaultEntity, project: "", id: ""))
+                        let message = "cannot fold the wandb run: \(error)"
+                        progress.handle(.failed(job, message: message))
+                        foldFailures.withLock { $0.append((job, message)) }
+                    }
+                }
+                arrive.finish()
+            }.start()
+        } else {
+            arrive.finish()
+        }
+        var report = await engine.sync(queue) { progress.handle($0) }
+        report.failed += foldFailures.withLock { $0 }
         progress.done(report)
         if !report.failed.isEmpty { throw ExitCode(2) }
     }

@@ -902,6 +902,26 @@ private func historyRecord(num: Int, step: Int, items: [([String], String)]) -> 
         #expect(try WandbJSON.parse("0.1") == .double(0.1))
     }
 
+    /// Numbers parse to what `Double(String)` (strtod, correctly rounded) gives, bit for bit:
+    /// through the fast path (up to 19 digits, powers of ten up to 22) and around it.
+    @Test func floatsAreCorrectlyRounded() throws {
+        var rng = SplitMix64(seed: 7)
+        var texts = ["0.1", "0.2", "0.3", "1e22", "1e23", "9007199254740993.0", "9007199254740992.5", "0.8951944822460306",
+                     "1.7957347814108572e+09", "0.000999519538478809", "5e-324", "1.7976931348623157e308", "2.2250738585072014e-308",
+                     "123456789012345678901234567890.5", "-0.0", "0.0e5", "1E-22", "4.35e-23", "1.000000000000000000000001"]
+        for _ in 0..<20_000 {
+            let d = Double(bitPattern: rng.next()) 
+            guard d.isFinite else { continue }
+            texts.append("\(d)")
+            texts.append(String(format: "%.\(Int(rng.next() % 18))g", d))
+            texts.append(String(format: "%.\(Int(rng.next() % 20))f", Double(Int64(bitPattern: rng.next()) % 1_000_000) / 997))
+        }
+        for text in texts {
+            guard case .double(let parsed)? = try? WandbJSON.parse(text), let expected = Double(text) else { continue }
+            #expect(parsed.bitPattern == expected.bitPattern, "\(text)")
+        }
+    }
+
     @Test func structuresAndStrings() throws {
         #expect(try WandbJSON.parse(" {\"x\":true,\"y\":null, \"z\":[1,\"s\"]} ") == ["x": true, "y": nil, "z": [1, "s"]])
         #expect(try WandbJSON.parse("\"h\\u00e9llo \\u2713 \\ud83d\\ude00 \\n\\t\\\"\\\\\\/\"") == .string("héllo ✓ 😀 \n\t\"\\/"))
@@ -925,5 +945,131 @@ private func historyRecord(num: Int, step: Int, items: [([String], String)]) -> 
         #expect(WandbTimestamp(seconds: 0, nanos: 0).description == "1970-01-01T00:00:00Z")
         #expect(WandbTimestamp(seconds: 951_782_400, nanos: 5_000_000).protoJSONString == "2000-02-29T00:00:00.005Z")
         #expect(WandbTimestamp(seconds: -1, nanos: 1).protoJSONString == "1969-12-31T23:59:59.000000001Z")
+    }
+}
+
+// MARK: - Streaming fold (`runlog sync wandb/…`) against the whole-run import
+
+/// `Item{key | nested_key..., value_json | typed}` as bytes.
+private func itemBytes(key: String? = nil, path: [String] = [], json: String? = nil, typedInt: Int64? = nil) -> [UInt8] {
+    var item: [UInt8] = []
+    if let key { item += field(1, Array(key.utf8)) }
+    for k in path { item += field(2, Array(k.utf8)) }
+    if let typedInt { item += field(5, varint: UInt64(bitPattern: (typedInt << 1) ^ (typedInt >> 63))) }
+    if let json { item += field(16, Array(json.utf8)) }
+    return item
+}
+
+/// `Record{num, history{items..., step?}}` from item bytes.
+private func historyRecord(num: Int, step: Int?, items: [[UInt8]]) -> [UInt8] {
+    var history: [UInt8] = []
+    for item in items { history += field(1, item) }
+    if let step { history += field(2, step == 0 ? [] : field(1, varint: UInt64(step))) }
+    return field(1, varint: UInt64(num)) + field(2, history)
+}
+
+/// `Record{num, summary{update..., remove...}}`.
+private func summaryRecord(num: Int, updates: [[UInt8]], removals: [[UInt8]] = []) -> [UInt8] {
+    var summary: [UInt8] = []
+    for u in updates { summary += field(1, u) }
+    for r in removals { summary += field(2, r) }
+    return field(1, varint: UInt64(num)) + field(3, summary)
+}
+
+/// `Record{num, run{run_id, project, start_time}}`.
+private func runRecord(num: Int, id: String, project: String, seconds: UInt64) -> [UInt8] {
+    let run = field(1, Array(id.utf8)) + field(3, Array(project.utf8)) + field(17, field(1, varint: seconds))
+    return field(1, varint: UInt64(num)) + field(17, run)
+}
+
+@Suite struct WandbStreamingFoldTests {
+    /// What a RunLog run directory reads back as.
+    private func contents(_ directory: String) throws -> RunContents {
+        let reader = try RunDirectory.reader(directory)
+        defer { reader.close() }
+        return try reader.contents()
+    }
+
+    /// `runlog sync` folds a session by streaming its records (history rows straight from
+    /// the record bytes where it can); `runlog import` decodes the whole run first. Both must
+    /// write the same run.
+    private func expectSameRun(_ wandbFile: URL, id: String, project: String, _ temp: TemporaryDirectory) throws {
+        let cache = temp.url.appendingPathComponent("cache").path
+        let prepared = try WandbSyncImport.prepare([wandbFile.path], cache: cache)
+        #expect(prepared.count == 1)
+        let imported = temp.url.appendingPathComponent("imported").path
+        try WandbImport.write(try WandbRun(contentsOf: wandbFile), to: imported)
+        let folded = try contents(prepared[0].directory)
+        let whole = try contents(imported)
+        #expect(folded.history.count == whole.history.count)
+        for (a, b) in zip(folded.history, whole.history) where a != b {
+            Issue.record("row at step \(a.step): streamed \(a.values), whole \(b.values)")
+            break
+        }
+        #expect(folded == whole)
+    }
+
+    @Test(arguments: runDirectories)
+    func fixtureFoldsAsItImports(_ name: String) throws {
+        let temp = try TemporaryDirectory()
+        let file = try WandbLogReader.locateLogFile(at: fixtureRoot.appendingPathComponent(name))
+        let run = try WandbRun(contentsOf: file)
+        try expectSameRun(file, id: run.id, project: run.project, temp)
+    }
+
+    /// Rows that take the fast path and rows that cannot (ints, nested paths, duplicate keys,
+    /// typed values, odd `_step` and `_timestamp`), and summary changes that overwrite, remove
+    /// and name a path two ways.
+    @Test func everyKindOfRowAndSummaryChange() throws {
+        var n = 0
+        func num() -> Int { n += 1; return n }
+        let t = "1700000000.25"
+        var records: [[UInt8]] = [runRecord(num: num(), id: "syn1", project: "p", seconds: 1_700_000_000)]
+        let rows: [(Int?, [[UInt8]])] = [
+            (0, [itemBytes(path: ["_step"], json: "0"), itemBytes(path: ["_timestamp"], json: t), itemBytes(path: ["loss"], json: "0.5"), itemBytes(path: ["acc"], json: "0.25")]),
+            (1, [itemBytes(path: ["_step"], json: "1"), itemBytes(path: ["_timestamp"], json: "1700000001"), itemBytes(path: ["loss"], json: "1")]),  // int value
+            (2, [itemBytes(path: ["acc"], json: "0.5"), itemBytes(path: ["_step"], json: "2.0"), itemBytes(key: "loss", json: "2.5")]),  // _step a float, a plain key
+            (7, [itemBytes(path: ["loss"], json: "7.5")]),  // no _step item: step.num
+            (nil, [itemBytes(path: ["loss"], json: "8.5")]),  // no step at all: the previous + 1
+            (9, [itemBytes(path: ["a", "b"], json: "9.5"), itemBytes(path: ["loss"], json: "9.25")]),  // a nested path
+            (10, [itemBytes(path: ["loss"], json: "10.5"), itemBytes(key: "loss", json: "10.75")]),  // a key twice: the later wins
+            (11, [itemBytes(path: ["_timestamp"], json: "\"late\""), itemBytes(path: ["loss"], json: "NaN"), itemBytes(path: ["acc"], json: "-0")]),
+            (12, [itemBytes(path: ["loss"], json: "Infinity"), itemBytes(path: ["n"], typedInt: 12)]),  // a typed value
+            (3, [itemBytes(path: ["_step"], json: "3"), itemBytes(path: ["loss"], json: "3.5")]),  // goes back: dropped
+            (13, [itemBytes(path: ["loss"], json: "13.5"), itemBytes(path: ["note"], json: "\"text\""), itemBytes(path: ["_step"], json: "\"x\"")]),
+        ]
+        for (i, (step, items)) in rows.enumerated() {
+            records.append(historyRecord(num: num(), step: step, items: items))
+            // wandb writes the row's values into the summary after each row.
+            records.append(summaryRecord(num: num(), updates: [itemBytes(path: ["loss"], json: "\(i).125"), itemBytes(path: ["x"], json: "\(i)")]))
+        }
+        records.append(summaryRecord(num: num(), updates: [itemBytes(key: "y", json: "3"), itemBytes(path: ["z", "w"], json: "4")]))
+        records.append(summaryRecord(num: num(), updates: [itemBytes(key: "x", json: "5")], removals: [itemBytes(key: "y")]))
+        records.append(summaryRecord(num: num(), updates: [itemBytes(path: ["z", "v"], json: "{\"k\": [1, 2]}")], removals: [itemBytes(path: ["z", "w"])]))
+        // Key fields not contiguous (a value between them): never merged with another change.
+        records.append(summaryRecord(num: num(), updates: [field(2, Array("q".utf8)) + field(16, Array("1".utf8)) + field(2, Array("r".utf8))]))
+        records.append(summaryRecord(num: num(), updates: [itemBytes(path: ["q", "r"], json: "2")]))
+        var types: [UInt8] = []
+        let temp = try TemporaryDirectory()
+        let file = try temp.write(frame(records, chunkTypes: &types), to: "run-syn1.wandb")
+
+        // The raw summary path gives what decoding every record gives.
+        var reader = try WandbLogReader(url: file)
+        let decoded = try WandbRun(records: reader.readAll())
+        let streamed = try WandbRun(contentsOf: file)
+        #expect(streamed.summary == decoded.summary)
+        #expect(streamed.summary["x"] == 5 && streamed.summary["y"] == nil && streamed.summary["loss"] == .double(10.125))
+        #expect(streamed.summary["z"] == ["v": ["k": [1, 2]]])
+        #expect(streamed.summary["q"] == ["r": 2])
+        #expect(streamed.history.map(\.step) == [0, 1, 2, 7, 8, 9, 10, 11, 12, 3, 13])
+
+        try expectSameRun(file, id: "syn1", project: "p", temp)
+        let folded = try contents(temp.url.appendingPathComponent("cache/p/syn1").path)
+        #expect(folded.history.map(\.step) == [0, 1, 2, 7, 8, 9, 10, 11, 12, 13])
+        #expect(folded.history[0].timestamp == 1_700_000_000_250_000)
+        #expect(folded.history[1].values["loss"] == 1)
+        #expect(folded.history[6].values["loss"] == .double(10.75))
+        #expect(folded.history[7].timestamp == 1_700_000_000_000_000, "a _timestamp that is not a number: the run's start")
+        #expect(folded.history[9].values["note"] == "text" && folded.history[9].values["_step"] == nil)
     }
 }

@@ -7,4 +7,8 @@
 /// copied, or -1 with errno set.
 long runlog_copy_file_range(int fd_in, int64_t *off_in, int fd_out, int64_t *off_out, unsigned long len);
 
+/// strtod(3) in the "C" locale whatever the process's locale (JSON numbers use '.'):
+/// correctly rounded, as glibc's strtod is. `text` is NUL-terminated.
+double runlog_strtod_c(const char *text, char **end);
+
 #endif

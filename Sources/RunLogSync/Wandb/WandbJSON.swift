@@ -1,3 +1,4 @@
+import CRunLogSys
 import RunLogStore
 
 /// The parser for wandb's `value_json` strings (in `ConfigItem`, `SummaryItem`, `HistoryItem`
@@ -26,19 +27,18 @@ public enum WandbJSON {
     /// Parses one JSON value (surrounding whitespace allowed).
     public static func parse(_ text: String) throws(ParseError) -> Value {
         var text = text
-        let result = text.withUTF8 { bytes -> Result<Value, ParseError> in
-            var parser = Parser(bytes: bytes)
-            do throws(ParseError) {
-                parser.skipWhitespace()
-                let value = try parser.value(depth: 0)
-                parser.skipWhitespace()
-                guard parser.index == bytes.count else { throw parser.error("unexpected text after the value") }
-                return .success(value)
-            } catch {
-                return .failure(error)
-            }
-        }
-        return try result.get()
+        return try text.withUTF8 { bytes in Result { () throws(ParseError) in try parse(bytes) } }.get()
+    }
+
+    /// Parses one JSON value from UTF-8 bytes (surrounding whitespace allowed), without
+    /// making a `String` of them first.
+    public static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws(ParseError) -> Value {
+        var parser = Parser(bytes: bytes)
+        parser.skipWhitespace()
+        let value = try parser.value(depth: 0)
+        parser.skipWhitespace()
+        guard parser.index == bytes.count else { throw parser.error("unexpected text after the value") }
+        return value
     }
 
     private struct Parser {
@@ -146,13 +146,114 @@ public enum WandbJSON {
                 guard isDigit(index) else { throw error("expected a digit in the exponent") }
                 while isDigit(index) { index += 1 }
             }
-            let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+            let digits = UnsafeBufferPointer(rebasing: bytes[start..<index])
             if integral {
-                if text == "-0" { return .double(-0.0) }
-                if let i = Int64(text) { return .int(i) }
+                if digits.count == 2, digits[0] == UInt8(ascii: "-"), digits[1] == UInt8(ascii: "0") { return .double(-0.0) }
+                if let i = Self.int64(digits) { return .int(i) }
             }
-            guard let d = Double(text) else { throw ParseError(message: "unreadable number", index: start) }
+            guard let d = Self.double(digits) else { throw ParseError(message: "unreadable number", index: start) }
             return .double(d)
+        }
+
+        /// A JSON integer's digits (an optional `-`, then digits) as an `Int64`; `nil` on overflow.
+        static func int64(_ digits: UnsafeBufferPointer<UInt8>) -> Int64? {
+            var i = 0
+            let negative = digits[0] == UInt8(ascii: "-")
+            if negative { i = 1 }
+            var magnitude: UInt64 = 0
+            while i < digits.count {
+                let (m, o1) = magnitude.multipliedReportingOverflow(by: 10)
+                let (a, o2) = m.addingReportingOverflow(UInt64(digits[i] &- 0x30))
+                if o1 || o2 { return nil }
+                magnitude = a
+                i += 1
+            }
+            if negative {
+                if magnitude == UInt64(Int64.max) + 1 { return .min }
+                return magnitude <= UInt64(Int64.max) ? -Int64(magnitude) : nil
+            }
+            return magnitude <= UInt64(Int64.max) ? Int64(magnitude) : nil
+        }
+
+        /// A JSON number's text (checked against the grammar already) as the nearest double,
+        /// correctly rounded, independent of the process's locale.
+        static func double(_ digits: UnsafeBufferPointer<UInt8>) -> Double? {
+            if let d = exactlyRepresentable(digits) { return d }
+            guard digits.count < 128 else {
+                return Double(String(decoding: digits, as: UTF8.self))
+            }
+            return withUnsafeTemporaryAllocation(of: CChar.self, capacity: digits.count + 1) { buffer in
+                for i in 0..<digits.count { buffer[i] = CChar(bitPattern: digits[i]) }
+                buffer[digits.count] = 0
+                return runlog_strtod_c(buffer.baseAddress!, nil)
+            }
+        }
+
+        /// Powers of ten that are exact doubles.
+        private static let exactPowers: [Double] = (0...22).map(pow10)
+        private static func pow10(_ n: Int) -> Double {
+            var x = 1.0
+            for _ in 0..<n { x *= 10 }
+            return x
+        }
+
+        /// Clinger's fast path: when the decimal significand fits in 53 bits and the power of
+        /// ten is at most 22, significand and power are exact doubles, so one multiplication
+        /// or division, rounded once, is the correctly rounded result. `nil` otherwise (then
+        /// `strtod` decides). Most metrics written with up to 16 digits take this path.
+        static func exactlyRepresentable(_ text: UnsafeBufferPointer<UInt8>) -> Double? {
+            var i = 0
+            let negative = text[0] == UInt8(ascii: "-")
+            if negative { i = 1 }
+            var significand: UInt64 = 0
+            var digits = 0, scale = 0
+            var seenDot = false
+            while i < text.count {
+                let c = text[i]
+                if c == UInt8(ascii: ".") {
+                    seenDot = true
+                } else if c >= 0x30 && c <= 0x39 {
+                    if significand == 0 && c == 0x30 {
+                        if seenDot { scale -= 1 }  // leading zeros are not significant
+                    } else {
+                        digits += 1
+                        guard digits <= 19 else { return nil }
+                        significand = significand * 10 + UInt64(c - 0x30)
+                        if seenDot { scale -= 1 }
+                    }
+                } else {
+                    break
+                }
+                i += 1
+            }
+            if i < text.count {
+                // An exponent: e or E, a sign, digits (the grammar checked them).
+                i += 1
+                var expNegative = false
+                if text[i] == UInt8(ascii: "+") || text[i] == UInt8(ascii: "-") {
+                    expNegative = text[i] == UInt8(ascii: "-")
+                    i += 1
+                }
+                var e = 0
+                while i < text.count {
+                    e = e * 10 + Int(text[i] - 0x30)
+                    guard e < 10_000 else { return nil }
+                    i += 1
+                }
+                scale += expNegative ? -e : e
+            }
+            guard significand <= 1 << 53 else { return nil }
+            var value = Double(significand)
+            if significand == 0 {
+                value = 0
+            } else if scale >= 0 {
+                guard scale <= 22 else { return nil }
+                value *= exactPowers[scale]
+            } else {
+                guard scale >= -22 else { return nil }
+                value /= exactPowers[-scale]
+            }
+            return negative ? -value : value
         }
 
         mutating func hex4() throws(ParseError) -> UInt32 {

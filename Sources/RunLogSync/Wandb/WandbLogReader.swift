@@ -45,12 +45,25 @@ public struct WandbLogReader: Sendable {
     public static let fileHeader: [UInt8] = [0x3A, 0x57, 0x26, 0x42, 0xE1, 0xBE, 0x00]
 
     static let readSize = 1 << 20
+    /// Bytes read at a time (at least what a chunk needs).
+    private let readSize: Int
 
     /// The `.wandb` file.
     public let url: URL
     public let options: Options
-    /// Counts so far.
-    public private(set) var statistics = WandbLogStatistics()
+    /// What the reader has seen so far.
+    public var statistics: WandbLogStatistics {
+        var s = counts
+        for (kind, c) in kindCounts.enumerated() where c.records > 0 {
+            s.recordsByKind[WandbRecordKind(rawValue: kind), default: 0] += c.records
+            s.recordBytesByKind[WandbRecordKind(rawValue: kind), default: 0] += c.bytes
+        }
+        return s
+    }
+    /// The counts, but those by kind for kinds under ``countedKinds`` (in ``kindCounts``: no hashing per record).
+    private var counts = WandbLogStatistics()
+    private var kindCounts = [(records: Int, bytes: Int64)](repeating: (0, 0), count: WandbLogReader.countedKinds)
+    private static let countedKinds = 128
     /// How the file ended short, as of the last ``next()`` that returned `nil`; `nil` when the
     /// file ended cleanly (or the end has not been reached).
     public private(set) var tornTail: WandbTornTail?
@@ -79,8 +92,14 @@ public struct WandbLogReader: Sendable {
     ///   `.notAWandbFile`, `.unsupportedVersion`. A file shorter than its header whose bytes
     ///   match it is not an error (it reads as empty, with a torn tail).
     public init(url: URL, options: Options = Options()) throws(WandbFormatError) {
+        try self.init(url: url, options: options, readSize: Self.readSize)
+    }
+
+    /// `readSize`: bytes read at a time; small for a reader that stops after the first records.
+    init(url: URL, options: Options = Options(), readSize: Int) throws(WandbFormatError) {
         self.url = try Self.locateLogFile(at: url)
         self.options = options
+        self.readSize = readSize
         _ = try checkHeader()
     }
 
@@ -126,16 +145,30 @@ public struct WandbLogReader: Sendable {
     ///   file cannot be read.
     public mutating func next() throws(WandbFormatError) -> WandbRecord? {
         while let raw = try nextRaw() {
-            do {
-                return try WandbRecordDecoder.decode(raw)
-            } catch {
-                // `nextRaw` validated the top level; this is damage inside a nested message.
-                let failure = WandbFormatError(.malformedRecord, offset: raw.offset, path: url.path, message: error.description)
-                guard options.corruption == .skipToNextBlock else { throw failure }
-                skipped.append(failure)
-            }
+            if let record = try decode(raw) { return record }
         }
         return nil
+    }
+
+    /// Decodes a record from ``nextRaw()``; `nil` when it is damaged inside a nested message
+    /// and the options skip damage (it is then in ``skipped``).
+    /// - Throws: `.malformedRecord` for such damage under ``Options/Corruption/throw``.
+    package mutating func decode(_ raw: WandbRawRecord) throws(WandbFormatError) -> WandbRecord? {
+        do {
+            return try WandbRecordDecoder.decode(raw)
+        } catch {
+            try malformed(raw, error)
+            return nil
+        }
+    }
+
+    /// Reports `raw` as damaged inside (`error`): throws `.malformedRecord`, or records it in
+    /// ``skipped`` when the options skip damage.
+    package mutating func malformed(_ raw: WandbRawRecord, _ error: ProtoReader.ProtoError) throws(WandbFormatError) {
+        // `nextRaw` validated the top level; this is damage inside a nested message.
+        let failure = WandbFormatError(.malformedRecord, offset: raw.offset, path: url.path, message: error.description)
+        guard options.corruption == .skipToNextBlock else { throw failure }
+        skipped.append(failure)
     }
 
     /// Every whole record from here to the end of the file.
@@ -158,9 +191,14 @@ public struct WandbLogReader: Sendable {
                 skipped.append(failure)
                 continue
             }
-            statistics.records += 1
-            statistics.recordsByKind[raw.kind, default: 0] += 1
-            statistics.recordBytesByKind[raw.kind, default: 0] += Int64(raw.bytes.count)
+            counts.records += 1
+            if raw.kind.rawValue >= 0, raw.kind.rawValue < Self.countedKinds {
+                kindCounts[raw.kind.rawValue].records += 1
+                kindCounts[raw.kind.rawValue].bytes += Int64(raw.bytes.count)
+            } else {
+                counts.recordsByKind[raw.kind, default: 0] += 1
+                counts.recordBytesByKind[raw.kind, default: 0] += Int64(raw.bytes.count)
+            }
             return raw
         }
     }
@@ -178,7 +216,7 @@ public struct WandbLogReader: Sendable {
             let available = try ensure(offset, h)
             if available < h { return try reachEnd(trailing: available) }
             if blockLeft < h {
-                statistics.paddingBytes += Int64(blockLeft)
+                counts.paddingBytes += Int64(blockLeft)
                 offset += Int64(blockLeft)
                 continue
             }
@@ -188,7 +226,7 @@ public struct WandbLogReader: Sendable {
             let type = buffer[at + 6]
             if crc == 0, length == 0, type == 0 {
                 // A zeroed block tail: wandb-core's reader skips to the next block.
-                statistics.paddingBytes += Int64(blockLeft)
+                counts.paddingBytes += Int64(blockLeft)
                 offset += Int64(blockLeft)
                 continue
             }
@@ -204,8 +242,8 @@ public struct WandbLogReader: Sendable {
                 // The file ends inside this chunk.
                 let end = knownEnd ?? offset
                 let start = pendingStart ?? offset
-                statistics.fileBytes = end
-                statistics.trailingBytes = end - offset
+                counts.fileBytes = end
+                counts.trailingBytes = end - offset
                 tornTail = WandbTornTail(reason: .truncatedChunk, offset: start, byteCount: end - start)
                 dropReadAhead()
                 return nil
@@ -231,7 +269,7 @@ public struct WandbLogReader: Sendable {
                                                message: "the record begun at byte \(open) has no LAST chunk before the \(type == Self.full ? "FULL" : "FIRST") chunk at byte \(chunkStart)")
                 guard options.corruption == .skipToNextBlock else { throw failure }
                 skipped.append(failure)
-                statistics.skippedBytes += Int64(pending.count)
+                counts.skippedBytes += Int64(pending.count)
                 clearPending()
             }
             if (type == Self.middle || type == Self.last), pendingStart == nil {
@@ -242,7 +280,7 @@ public struct WandbLogReader: Sendable {
                     skipped.append(failure)
                 }
                 count(type, length: length)
-                statistics.skippedBytes += Int64(chunkSize)
+                counts.skippedBytes += Int64(chunkSize)
                 offset += Int64(chunkSize)
                 continue
             }
@@ -270,12 +308,12 @@ public struct WandbLogReader: Sendable {
 
     private mutating func count(_ type: UInt8, length: Int) {
         switch type {
-        case Self.full: statistics.chunks.full += 1
-        case Self.first: statistics.chunks.first += 1
-        case Self.middle: statistics.chunks.middle += 1
-        default: statistics.chunks.last += 1
+        case Self.full: counts.chunks.full += 1
+        case Self.first: counts.chunks.first += 1
+        case Self.middle: counts.chunks.middle += 1
+        default: counts.chunks.last += 1
         }
-        if length == 0 { statistics.chunks.zeroLength += 1 }
+        if length == 0 { counts.chunks.zeroLength += 1 }
     }
 
     private mutating func clearPending() {
@@ -287,8 +325,8 @@ public struct WandbLogReader: Sendable {
     /// The data ends `trailing` (< 7) bytes after ``offset``.
     private mutating func reachEnd(trailing: Int) throws(WandbFormatError) -> WandbRawRecord? {
         let end = offset + Int64(trailing)
-        statistics.fileBytes = end
-        statistics.trailingBytes = Int64(trailing)
+        counts.fileBytes = end
+        counts.trailingBytes = Int64(trailing)
         if let start = pendingStart {
             tornTail = WandbTornTail(reason: trailing > 0 ? .truncatedChunk : .incompleteRecord, offset: start, byteCount: end - start)
         } else if trailing > 0, try !isZero(from: offset, to: end) {
@@ -307,8 +345,8 @@ public struct WandbLogReader: Sendable {
         let fileEnd = try fileSize()
         if try isZero(from: min(end, fileEnd), to: fileEnd) {
             let dropFrom = pendingStart ?? start
-            statistics.fileBytes = fileEnd
-            statistics.trailingBytes = fileEnd - start
+            counts.fileBytes = fileEnd
+            counts.trailingBytes = fileEnd - start
             tornTail = WandbTornTail(reason: .damagedTail, offset: dropFrom, byteCount: fileEnd - dropFrom, damage: failure)
             dropReadAhead()
             return true
@@ -319,7 +357,7 @@ public struct WandbLogReader: Sendable {
         }
         skipped.append(failure)
         let nextBlock = (start / Int64(Self.blockSize) + 1) * Int64(Self.blockSize)
-        statistics.skippedBytes += nextBlock - start + Int64(pending.count)
+        counts.skippedBytes += nextBlock - start + Int64(pending.count)
         clearPending()
         resyncing = true
         offset = nextBlock
@@ -346,8 +384,8 @@ public struct WandbLogReader: Sendable {
                                    message: "store version \(bytes[6]); only version 0 is known")
         }
         guard available == h else {
-            statistics.fileBytes = Int64(available)
-            statistics.trailingBytes = Int64(available)
+            counts.fileBytes = Int64(available)
+            counts.trailingBytes = Int64(available)
             tornTail = WandbTornTail(reason: .truncatedFileHeader, offset: 0, byteCount: Int64(available))
             dropReadAhead()
             return false
@@ -360,25 +398,36 @@ public struct WandbLogReader: Sendable {
     /// how many it has (at most `count`).
     private mutating func ensure(_ position: Int64, _ count: Int) throws(WandbFormatError) -> Int {
         if position >= bufferStart, position + Int64(count) <= bufferStart + Int64(buffer.count) { return count }
-        buffer = []
         bufferStart = position
         knownEnd = nil
-        do {
-            let handle = try FileHandle(forReadingFrom: url)
-            defer { try? handle.close() }
-            try handle.seek(toOffset: UInt64(position))
-            let want = max(count, Self.readSize)
-            while buffer.count < want {
-                guard let data = try handle.read(upToCount: want - buffer.count), !data.isEmpty else {
-                    knownEnd = position + Int64(buffer.count)
-                    break
-                }
-                buffer.append(contentsOf: data)
-            }
-        } catch {
+        // Read straight into the buffer (no `Data` in between); the file is opened for each
+        // read so that a file still being written is seen as it grows.
+        let fd = open(url.path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
             buffer = []
-            throw WandbFormatError(.unreadable, offset: position, path: url.path, message: "\(error)")
+            throw WandbFormatError(.unreadable, offset: position, path: url.path, message: String(cString: strerror(errno)))
         }
+        defer { close(fd) }
+        let want = max(count, readSize)
+        var failure: Int32 = 0
+        buffer = [UInt8](unsafeUninitializedCapacity: want) { p, n in
+            n = 0
+            while n < want {
+                let got = pread(fd, p.baseAddress! + n, want - n, off_t(position) + off_t(n))
+                if got < 0 {
+                    if errno == EINTR { continue }
+                    failure = errno
+                    return
+                }
+                if got == 0 { break }
+                n += got
+            }
+        }
+        if failure != 0 {
+            buffer = []
+            throw WandbFormatError(.unreadable, offset: position, path: url.path, message: String(cString: strerror(failure)))
+        }
+        if buffer.count < want { knownEnd = position + Int64(buffer.count) }
         return min(count, buffer.count)
     }
 
@@ -395,7 +444,7 @@ public struct WandbLogReader: Sendable {
     private mutating func isZero(from start: Int64, to end: Int64) throws(WandbFormatError) -> Bool {
         var position = start
         while position < end {
-            let want = Int(min(end - position, Int64(Self.readSize)))
+            let want = Int(min(end - position, Int64(readSize)))
             let got = try ensure(position, want)
             if got == 0 { return true }
             let at = Int(position - bufferStart)

@@ -59,6 +59,110 @@ package enum WandbRecordDecoder {
         return record
     }
 
+    /// The record's number and the byte range of its oneof member's message (the last one,
+    /// as ``decode(_:)`` takes it); the range is empty when the record has none.
+    static func member(of bytes: [UInt8]) throws(ProtoError) -> (number: Int64, body: Range<Int>) {
+        var r = Reader(bytes)
+        var number: Int64 = 0
+        var body = 0..<0
+        while let (n, wire) = try r.nextField() {
+            switch (n, wire) {
+            case (1, .varint): number = try r.int64()
+            case (_, .lengthDelimited) where !nonOneofFields.contains(n): body = try r.lengthDelimited()
+            default: try r.skip(wire)
+            }
+        }
+        return (number, body)
+    }
+
+    /// Where a summary record's items are, without decoding them: for each item in order, its
+    /// message's range, whether it is a removal, and the bytes of its key fields (`key` and
+    /// `nested_key`) when they are contiguous: two items with equal key bytes have the same path.
+    /// Reads every field, so it fails wherever ``decode(_:)`` would.
+    /// - Returns: the record's number.
+    static func summaryItems(_ bytes: [UInt8], _ visit: (_ item: Range<Int>, _ removal: Bool, _ keyBytes: Range<Int>?) -> Void) throws(ProtoError) -> Int64 {
+        let (number, body) = try member(of: bytes)
+        var r = Reader(bytes, range: body)
+        while let (n, w) = try r.nextField() {
+            guard n == 1 || n == 2, w == .lengthDelimited else { try r.skip(w); continue }
+            let range = try r.lengthDelimited()
+            var m = Reader(bytes, range: range)
+            var keyStart = range.lowerBound, keyEnd = range.lowerBound
+            var sawKeys = false, inKeys = false, contiguous = true
+            while true {
+                let start = m.index
+                guard let (f, fw) = try m.nextField() else { break }
+                try m.skip(fw)
+                if (f == 1 || f == 2) && fw == .lengthDelimited {
+                    if !sawKeys {
+                        keyStart = start
+                        sawKeys = true
+                        inKeys = true
+                    } else if !inKeys {
+                        contiguous = false
+                    }
+                    keyEnd = m.index
+                } else {
+                    inKeys = false
+                }
+            }
+            let keys: Range<Int>? = contiguous ? keyStart..<keyEnd : nil
+            visit(range, n == 2, keys)
+        }
+        return number
+    }
+
+    /// One item of a history record, located but not decoded.
+    struct ItemSpan {
+        /// `key` (field 1).
+        var key: Range<Int>?
+        /// The last `nested_key` component (field 2), and how many there are.
+        var nested: Range<Int>?
+        var nestedCount = 0
+        /// `value_json` (field 16).
+        var value: Range<Int>?
+        /// A typed value (fields 3–8) is present.
+        var typed = false
+    }
+
+    /// Locates the items of a history record (see ``ItemSpan``) without decoding them, into
+    /// `items` (emptied first), and reads its `step.num`. Fails wherever ``decode(_:)`` would.
+    /// - Returns: the record's number and its `step.num` (nil without a `step` message).
+    static func historyItems(_ bytes: [UInt8], into items: inout [ItemSpan]) throws(ProtoError) -> (number: Int64, step: Int64?) {
+        items.removeAll(keepingCapacity: true)
+        let (number, body) = try member(of: bytes)
+        var r = Reader(bytes, range: body)
+        var step: Int64?
+        while let (n, w) = try r.nextField() {
+            switch (n, w) {
+            case (1, .lengthDelimited):
+                var m = try r.message()
+                var span = ItemSpan()
+                while let (f, fw) = try m.nextField() {
+                    switch (f, fw) {
+                    case (1, .lengthDelimited): span.key = try m.lengthDelimited()
+                    case (2, .lengthDelimited): span.nested = try m.lengthDelimited(); span.nestedCount += 1
+                    case (16, .lengthDelimited): span.value = try m.lengthDelimited()
+                    case (3, .varint), (4, .varint), (5, .varint), (6, .fixed64), (7, .lengthDelimited), (8, .lengthDelimited):
+                        span.typed = true
+                        try m.skip(fw)
+                    default: try m.skip(fw)
+                    }
+                }
+                items.append(span)
+            case (2, .lengthDelimited):
+                var m = try r.message()
+                var s: Int64 = 0
+                while let (sn, sw) = try m.nextField() {
+                    if sn == 1, sw == .varint { s = try m.int64() } else { try m.skip(sw) }
+                }
+                step = s
+            default: try r.skip(w)
+            }
+        }
+        return (number, step)
+    }
+
     static func item(_ r: inout Reader) throws(ProtoError) -> WandbItem {
         var item = WandbItem()
         while let (n, w) = try r.nextField() {

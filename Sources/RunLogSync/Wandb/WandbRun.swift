@@ -154,7 +154,14 @@ public struct WandbRun: Sendable {
     public init(contentsOf url: URL, options: WandbLogReader.Options = .init()) throws(WandbFormatError) {
         var reader = try WandbLogReader(url: url, options: options)
         var builder = Builder(path: reader.url.path)
-        while let record = try reader.next() { try builder.apply(record) }
+        while let raw = try reader.nextRaw() {
+            // Summary records (one per logged step) are kept undecoded until `finish`.
+            if raw.kind == .summary {
+                try builder.deferSummary(raw, reader: &reader)
+                continue
+            }
+            if let record = try reader.decode(raw) { try builder.apply(record) }
+        }
         self = try builder.finish()
         statistics = reader.statistics
         tornTail = reader.tornTail
@@ -177,13 +184,25 @@ public struct WandbRun: Sendable {
         /// summary record per logged step, so most are overwritten by later ones: a change is
         /// dropped when a later one sets the same path, and the values left are
         /// parsed once, at ``finish()``.
-        private var pendingSummary: [(path: [String], item: WandbItem?, number: Int64, offset: Int64)?] = []
+        private var pendingSummary: [(path: [String], item: WandbItem?, number: Int64, offset: Int64, order: Int)?] = []
         private var pendingIndex: [[String]: Int] = [:]
+        /// Summary changes from records kept as bytes (``deferSummary(_:reader:)``).
+        private var rawSummary = WandbSummaryChanges()
+        private var scratch: [(item: Range<Int>, removal: Bool, keys: Range<Int>?)] = []
         private var openLines: [WandbOutputStream: (text: String, time: WandbTimestamp?)] = [:]
         private let path: String
+        /// Whether history rows are collected into the run (``WandbSyncImport`` streams them instead).
+        private let keepsHistory: Bool
+        /// The step of the last history row read (the default step of a row without one).
+        private(set) var lastRowStep: Int64?
 
         /// `path` names the file in errors.
-        public init(path: String = "") { self.path = path }
+        public init(path: String = "") { self.init(path: path, keepsHistory: true) }
+
+        init(path: String, keepsHistory: Bool) {
+            self.path = path
+            self.keepsHistory = keepsHistory
+        }
 
         /// Applies one record.
         /// - Throws: ``WandbFormatError`` `.malformedValue` for a `value_json` that is not JSON.
@@ -212,7 +231,8 @@ public struct WandbRun: Sendable {
             case .summary(let s):
                 deferSummary(s, record)
             case .history(let h):
-                run.history.append(try row(h, record))
+                let r = try row(h, record)
+                if keepsHistory { run.history.append(r) }
             case .output(let o):
                 appendOutput(o)
             case .stats(let s):
@@ -237,27 +257,61 @@ public struct WandbRun: Sendable {
                 // either way); a removal does not (a set then a removal leaves the parents).
                 if item != nil, let i = pendingIndex[path] { pendingSummary[i] = nil }
                 pendingIndex[path] = pendingSummary.count
-                pendingSummary.append((path, item, record.number, record.offset))
+                pendingSummary.append((path, item, record.number, record.offset, rawSummary.nextOrder()))
             }
             for item in update.updates { add(item.path, item) }
             for item in update.removals { add(item.path, nil) }
+        }
+
+        /// Defers a summary record from ``WandbLogReader/nextRaw()`` without decoding its
+        /// items: they are located, and dropped when a later record sets the same key bytes,
+        /// so only the changes that survive are decoded, at ``finish()``. Damage inside the
+        /// record is reported through `reader` (thrown, or skipped with the whole record).
+        mutating func deferSummary(_ raw: WandbRawRecord, reader: inout WandbLogReader) throws(WandbFormatError) {
+            scratch.removeAll(keepingCapacity: true)
+            let number: Int64
+            do {
+                number = try WandbRecordDecoder.summaryItems(raw.bytes) { scratch.append(($0, $1, $2)) }
+            } catch {
+                try reader.malformed(raw, error)
+                return
+            }
+            // Updates first, then removals, as for a decoded record.
+            for removals in [false, true] {
+                for (item, removal, keys) in scratch where removal == removals {
+                    let change = WandbSummaryChanges.Change(bytes: raw.bytes, item: item, removal: removal, number: number,
+                                                            offset: raw.offset, order: rawSummary.nextOrder())
+                    rawSummary.add(change, keys: keys)
+                }
+            }
         }
 
         /// The summary with every deferred change applied.
         /// - Throws: `.malformedValue` for a value that is not JSON (of the changes that count).
         private func resolvedSummary() throws(WandbFormatError) -> [String: Value] {
             var summary = summary
+            // Decoded and raw changes, merged back into file order.
+            var ops: [(order: Int, item: WandbItem?, path: [String], number: Int64, offset: Int64)] = []
             for op in pendingSummary {
-                guard let op else { continue }
-                if let item = op.item {
+                if let op { ops.append((op.order, op.item, op.path, op.number, op.offset)) }
+            }
+            for c in rawSummary.changes {
+                var r = ProtoReader(c.bytes, range: c.item)
+                // Read once already by `summaryItems`: it cannot fail.
+                guard let i = try? WandbRecordDecoder.item(&r) else { continue }
+                ops.append((c.order, c.removal ? nil : i, i.path, c.number, c.offset))
+            }
+            ops.sort { $0.order < $1.order }
+            for (_, item, path, number, offset) in ops {
+                if let item {
                     let v: Value
                     do { v = try item.value() ?? .null } catch {
-                        throw WandbFormatError(.malformedValue, offset: op.offset, path: path,
-                                               message: "record \(op.number) (summary), key \(op.path): \(error)")
+                        throw WandbFormatError(.malformedValue, offset: offset, path: self.path,
+                                               message: "record \(number) (summary), key \(path): \(error)")
                     }
-                    Self.set(v, at: op.path[...], in: &summary)
+                    Self.set(v, at: path[...], in: &summary)
                 } else {
-                    Self.remove(at: op.path[...], in: &summary)
+                    Self.remove(at: path[...], in: &summary)
                 }
             }
             return summary
@@ -301,7 +355,8 @@ public struct WandbRun: Sendable {
             }
         }
 
-        private func row(_ h: WandbHistoryRecord, _ record: WandbRecord) throws(WandbFormatError) -> WandbHistoryRow {
+        /// A history record's row; it becomes the last row read (``lastRowStep``).
+        mutating func row(_ h: WandbHistoryRecord, _ record: WandbRecord) throws(WandbFormatError) -> WandbHistoryRow {
             var values: [String: Value] = [:]
             var nested: [String: [String]] = [:]
             values.reserveCapacity(h.items.count)
@@ -314,9 +369,18 @@ public struct WandbRun: Sendable {
             switch values["_step"] {
             case .int(let i)?: step = i
             case .double(let d)? where d == d.rounded() && abs(d) < 9.2e18: step = Int64(d)
-            default: step = h.step ?? (run.history.last.map { $0.step + 1 } ?? 0)
+            default: step = h.step ?? defaultStep
             }
+            lastRowStep = step
             return WandbHistoryRow(step: step, values: values, nestedPaths: nested)
+        }
+
+        /// The step of a row that names none: one after the last row's, else 0.
+        var defaultStep: Int64 { lastRowStep.map { $0 + 1 } ?? 0 }
+
+        /// Records a row read without ``row(_:_:)`` (``WandbSyncImport``'s fast path).
+        mutating func noteRow(step: Int64) {
+            lastRowStep = step
         }
 
         private mutating func appendOutput(_ o: WandbOutputRecord) {

@@ -31,6 +31,18 @@ public enum WandbSyncImport {
         public var sessions: [String]
         /// Sessions (or parts) this call added.
         public var added: Int
+        /// The run's id, project and entity (empty offline), as its metadata names them.
+        public var remoteID: String
+        public var project: String
+        public var entity: String
+        /// The run its first session forks from (`fork_from`).
+        public var forkedFrom: String?
+
+        /// The sync job for the run (what ``RunDiscovery/job(for:defaultEntity:)`` reads from the log).
+        public func job(defaultEntity: String) -> SyncJob {
+            SyncJob(directory: directory, remote: RemoteRun(entity: entity.isEmpty ? defaultEntity : entity, project: project, id: remoteID),
+                    parentID: forkedFrom)
+        }
     }
 
     static let manifestName = "wandb-sessions.json"
@@ -56,11 +68,25 @@ public enum WandbSyncImport {
         return (try? FileManager.default.contentsOfDirectory(atPath: path))?.sorted().first { $0.hasSuffix(".wandb") }.map { path + "/" + $0 }
     }
 
+    /// A session to fold: its file, and the run as its first records describe it (identity,
+    /// start time, branch point; no history).
     struct Session {
         var file: String
         var size: Int64
         var run: WandbRun
         var start: Int64 { WandbSyncImport.micros(run.startTime) }
+
+        /// Reads records up to the run record (the second, after the header), not the rest.
+        static func head(of file: String, size: Int64) throws(WandbFormatError) -> Session {
+            var reader = try WandbLogReader(url: URL(fileURLWithPath: file), readSize: 64 << 10)
+            var builder = WandbRun.Builder(path: reader.url.path, keepsHistory: false)
+            while let raw = try reader.nextRaw() {
+                guard raw.kind == .header || raw.kind == .run, let record = try reader.decode(raw) else { continue }
+                try builder.apply(record)
+                if raw.kind == .run { break }
+            }
+            return Session(file: file, size: size, run: try builder.finish())
+        }
     }
 
     /// A session already folded into a cache run.
@@ -77,45 +103,121 @@ public enum WandbSyncImport {
     /// whole record.
     /// - Throws: `WandbFormatError` for a file that is not a wandb log; `StoreError` for the cache.
     public static func prepare(_ paths: [String], cache: String, logger: Logger = Logger(label: "runlog.sync")) throws -> [Prepared] {
-        // Decoding is most of the work and each file is independent: one thread per core.
-        let files = paths.compactMap { file(of: $0) }.map { URL(fileURLWithPath: $0).resolvingSymlinksInPath().path }
-        let decoded = Mutex([Result<Session, WandbFormatError>?](repeating: nil, count: files.count))
-        DispatchQueue.concurrentPerform(iterations: files.count) { i in
-            let real = files[i]
-            let size = (try? FileManager.default.attributesOfItem(atPath: real)[.size] as? NSNumber)?.int64Value ?? 0
-            let r = Result { () throws(WandbFormatError) -> Session in
-                Session(file: real, size: size, run: try WandbRun(contentsOf: URL(fileURLWithPath: real)))
+        let plan = try Plan(paths, cache: cache)
+        let out = Mutex<[Prepared]>([])
+        let failure = Mutex<(any Error)?>(nil)
+        plan.fold { result in
+            switch result {
+            case .success(let p): out.withLock { $0.append(p) }
+            case .failure(let e): failure.withLock { if $0 == nil { $0 = e } }
             }
-            decoded.withLock { $0[i] = r }
         }
-        let sessions = try decoded.withLock { $0 }.map { try $0!.get() }
-        // Group by run; runs whose sessions fork from another run come after it.
-        var groups: [String: [Session]] = [:]
-        for s in sessions { groups[key(s.run.project, s.run.id), default: []].append(s) }
-        var order: [String] = []
-        var placed = Set<String>()
-        var pending = groups.keys.sorted()
-        while !pending.isEmpty {
-            let before = pending.count
-            pending.removeAll { k in
-                let first = groups[k]!.min { $0.start < $1.start }!.run
-                if let bp = first.branchPoint, first.branchKind == .fork, groups[key(first.project, bp.run)] != nil, !placed.contains(key(first.project, bp.run)) {
-                    return false
+        if let e = failure.withLock({ $0 }) { throw (e as? PlanError)?.underlying ?? e }
+        let order = Dictionary(uniqueKeysWithValues: plan.runs.enumerated().map { ($1.directory, $0) })
+        return out.withLock { $0 }.sorted { order[$0.directory]! < order[$1.directory]! }
+    }
+
+    /// What `prepare` will fold: every session's identity (read from the first records of its
+    /// file only), grouped by run, runs in waves (a fork after the run it forks from).
+    public struct Plan: Sendable {
+        /// The runs, parents before forks; ``Prepared/added`` is 0 until folded.
+        public let runs: [Prepared]
+        let cache: String
+        fileprivate let groups: [String: [Session]]
+        fileprivate let waves: [[String]]
+
+        /// - Throws: `WandbFormatError` for a file that is not a wandb log.
+        public init(_ paths: [String], cache: String) throws {
+            // Each session's identity, from its first records; one thread per core.
+            let files = paths.compactMap { file(of: $0) }.map { URL(fileURLWithPath: $0).resolvingSymlinksInPath().path }
+            let heads = parallelMap(files) { real in
+                let size = (try? FileManager.default.attributesOfItem(atPath: real)[.size] as? NSNumber)?.int64Value ?? 0
+                return Result { () throws(WandbFormatError) -> Session in try Session.head(of: real, size: size) }
+            }
+            let sessions = try heads.map { try $0.get() }
+            // Group by run; a run whose first session forks from another run of this batch is
+            // folded in a later wave than that run, so that the parent's rows are there to fork.
+            var groups: [String: [Session]] = [:]
+            for s in sessions { groups[key(s.run.project, s.run.id), default: []].append(s) }
+            for (k, list) in groups { groups[k] = list.sorted { ($0.start, $0.file) < ($1.start, $1.file) } }
+            var wave: [String: Int] = [:]
+            func waveOf(_ k: String, _ depth: Int = 0) -> Int {
+                if let w = wave[k] { return w }
+                let first = groups[k]![0].run
+                var w = 0
+                if depth < groups.count, let bp = first.branchPoint, first.branchKind == .fork, groups[key(first.project, bp.run)] != nil {
+                    w = waveOf(key(first.project, bp.run), depth + 1) + 1
                 }
-                order.append(k)
-                placed.insert(k)
-                return true
+                wave[k] = w
+                return w
             }
-            if pending.count == before { order += pending; break }  // a cycle cannot happen; be safe
+            let keys = groups.keys.sorted()
+            for k in keys { _ = waveOf(k) }
+            let ordered = keys.sorted { (wave[$0]!, $0) < (wave[$1]!, $1) }
+            self.cache = cache
+            self.groups = groups
+            self.waves = Dictionary(grouping: ordered) { wave[$0]! }.sorted { $0.key < $1.key }.map(\.value)
+            self.runs = ordered.map { k in Self.prepared(k, groups[k]!, cache: cache, added: 0) }
         }
-        var out: [Prepared] = []
-        for k in order {
-            let list = groups[k]!.sorted { ($0.start, $0.file) < ($1.start, $1.file) }
-            let dir = cache + "/" + k
-            let added = try fold(list, into: dir, cache: cache)
-            out.append(Prepared(directory: dir, sessions: list.map(\.file), added: added))
+
+        fileprivate static func prepared(_ k: String, _ list: [Session], cache: String, added: Int) -> Prepared {
+            let first = list[0].run
+            let meta = metadata(first)
+            return Prepared(directory: cache + "/" + k, sessions: list.map(\.file), added: added,
+                            remoteID: meta["id"]?.stringValue ?? first.id, project: meta["project"]?.stringValue ?? "uncategorized",
+                            entity: first.entity, forkedFrom: first.branchKind == .fork ? first.branchPoint?.run : nil)
         }
-        return out
+
+        /// Folds every run (one thread per core, a wave at a time), calling `ready` with each
+        /// as soon as it is folded, so that it can be synced while the others are folded.
+        /// `ready` is called from several threads.
+        public func fold(_ ready: @escaping @Sendable (Result<Prepared, any Error>) -> Void) {
+            for batch in waves {
+                // Runs are independent within a wave: each streams its sessions' records into
+                // its own cache run.
+                _ = parallelMap(batch) { k -> Bool in
+                            let list = groups[k]!
+                    do {
+                        let added = try WandbSyncImport.fold(list, into: cache + "/" + k, cache: cache)
+                        ready(.success(Self.prepared(k, list, cache: cache, added: added)))
+                    } catch {
+                        ready(.failure(PlanError(directory: cache + "/" + k, sessions: list.map(\.file), underlying: error)))
+                    }
+                    return true
+                }
+            }
+        }
+    }
+
+    /// Why a run of a ``Plan`` could not be folded.
+    public struct PlanError: Error, CustomStringConvertible {
+        public var directory: String
+        public var sessions: [String]
+        public var underlying: any Error
+        public var description: String { "\(sessions.joined(separator: ", ")): \(underlying)" }
+    }
+
+    /// `transform` of every element, in order, computed on one thread per core. The threads
+    /// are its own, not Dispatch's workers: those also run Swift concurrency's jobs (the sync
+    /// engine's), which must not wait for a whole batch of folds to finish.
+    static func parallelMap<T: Sendable, R: Sendable>(_ items: [T], _ transform: @escaping @Sendable (T) -> R) -> [R] {
+        let results = Mutex([R?](repeating: nil, count: items.count))
+        let next = Atomic<Int>(0)
+        let threads = max(1, min(ProcessInfo.processInfo.activeProcessorCount, items.count))
+        let done = DispatchSemaphore(value: 0)
+        for _ in 0..<threads {
+            let thread = Thread {
+                while case let i = next.add(1, ordering: .relaxed).oldValue, i < items.count {
+                    let r = transform(items[i])
+                    results.withLock { $0[i] = r }
+                }
+                done.signal()
+            }
+            thread.stackSize = 4 << 20
+            thread.start()
+        }
+        for _ in 0..<threads { done.wait() }
+        return results.withLock { $0.map { $0! } }
     }
 
     static func key(_ project: String, _ id: String) -> String {
@@ -176,7 +278,7 @@ public enum WandbSyncImport {
                 try w.append(.resume(ResumeMarker(reason: run.branchKind == .rewind ? "rewind" : "resume",
                                                   nextStep: (lastStep ?? -1) + 1, timestamp: s.start)))
             }
-            try append(run, to: w, from: &from, lastStep: &lastStep, lineage: !existed && newSession && !forked)
+            try append(session: s, to: w, from: &from, lastStep: &lastStep, lineage: !existed && newSession && !forked)
             try w.close()
             from.size = s.size
             if let i = previous { manifest[i] = from } else { manifest.append(from) }
@@ -201,27 +303,74 @@ public enum WandbSyncImport {
         return meta
     }
 
-    /// Appends a session's records after those already taken (`from`): its identity and
-    /// config, then the rows, console lines and samples not taken yet, the summary and the
-    /// exit. History rows at or before `lastStep` are dropped (wandb's steps only increase).
+    /// Appends a session's records after those already taken (`from`): its identity, then
+    /// the rows, console lines and samples not taken yet, its config and tags, the summary
+    /// and the exit. History rows at or before `lastStep` are dropped (wandb's steps only
+    /// increase).
     static func append(_ run: WandbRun, to w: LogWriter, from: inout Folded, lastStep: inout Int64?, lineage: Bool) throws {
+        try appendIdentity(run, to: w, lineage: lineage)
+        for row in run.history.dropFirst(from.history) {
+            if let l = lastStep, row.step <= l { continue }
+            try appendRow(row, to: w, defaultTime: micros(run.startTime))
+            lastStep = row.step
+        }
+        from.history = run.history.count
+        try appendRest(run, to: w, from: &from)
+    }
+
+    /// ``append(_:to:from:lastStep:lineage:)`` for a session read as it goes: history rows
+    /// go to the log as they are read (through ``RowReader``), never held as a whole; the
+    /// rest of the run is built alongside and written at the end.
+    static func append(session: Session, to w: LogWriter, from: inout Folded, lastStep: inout Int64?, lineage: Bool) throws {
+        try appendIdentity(session.run, to: w, lineage: lineage)
+        var reader = try WandbLogReader(url: URL(fileURLWithPath: session.file))
+        var builder = WandbRun.Builder(path: reader.url.path, keepsHistory: false)
+        var rows = RowReader()
+        let defaultTime = micros(session.run.startTime)
+        var seen = 0
+        while let raw = try reader.nextRaw() {
+            switch raw.kind {
+            case .history:
+                guard let row = try rows.read(raw, reader: &reader, builder: &builder) else { continue }
+                seen += 1
+                if seen <= from.history { continue }
+                if let l = lastStep, row.step <= l { continue }
+                try rows.append(row, to: w, defaultTime: defaultTime)
+                lastStep = row.step
+            case .summary:
+                try builder.deferSummary(raw, reader: &reader)
+            default:
+                if let record = try reader.decode(raw) { try builder.apply(record) }
+            }
+        }
+        from.history = seen
+        let run = try builder.finish()
+        if metadata(run) != metadata(session.run) { try w.append(.runMetadata(RunMetadata(metadata(run)))) }
+        try appendRest(run, to: w, from: &from)
+    }
+
+    /// The run's metadata and, for a fork whose parent is not in the cache, its lineage.
+    static func appendIdentity(_ run: WandbRun, to w: LogWriter, lineage: Bool) throws {
         try w.append(.runMetadata(RunMetadata(metadata(run))))
         if lineage, let bp = run.branchPoint, run.branchKind == .fork {
             // The parent is not in the cache: keep the lineage without its rows.
             try w.append(.forkOrigin(ForkOrigin(sourceID: bp.run, sourceProject: run.project.isEmpty ? nil : run.project,
                                                 step: Int64(bp.value), timestamp: micros(run.startTime))))
         }
+    }
+
+    /// A row as read: `_step` and `_timestamp` become the row's step and time.
+    static func appendRow(_ row: WandbHistoryRow, to w: LogWriter, defaultTime: Int64) throws {
+        var values = row.values
+        let t = values.removeValue(forKey: "_timestamp")?.doubleValue.map { Int64(($0 * 1e6).rounded()) } ?? defaultTime
+        values["_step"] = nil
+        try w.appendRow(step: row.step, timestamp: t, values: values)
+    }
+
+    /// Config, tags, the console lines and samples not taken yet, the summary and the exit.
+    static func appendRest(_ run: WandbRun, to w: LogWriter, from: inout Folded) throws {
         if !run.config.isEmpty { try w.append(.config(ConfigChange(values: run.config))) }
         if !run.tags.isEmpty { try w.append(.tags(run.tags)) }
-        for row in run.history.dropFirst(from.history) {
-            if let l = lastStep, row.step <= l { continue }
-            var values = row.values
-            let t = values.removeValue(forKey: "_timestamp")?.doubleValue.map { Int64(($0 * 1e6).rounded()) } ?? micros(run.startTime)
-            values["_step"] = nil
-            try w.appendRow(step: row.step, timestamp: t, values: values)
-            lastStep = row.step
-        }
-        from.history = run.history.count
         for line in run.console.dropFirst(from.console) {
             try w.append(.console(ConsoleLine(stream: line.stream == .stderr ? .stderr : .stdout, timestamp: micros(line.time), text: line.text)))
         }
@@ -236,5 +385,103 @@ public enum WandbSyncImport {
             try w.append(.exit(ExitRecord(state: exit.exitCode == 0 ? "finished" : "failed", exitCode: Int64(exit.exitCode),
                                           runtime: Double(exit.runtime), timestamp: micros(run.startTime) + Int64(exit.runtime) * 1_000_000)))
         }
+    }
+
+    /// Reads history records into rows for the log. The common row (every value a JSON
+    /// float, plain keys) is read straight from the record's bytes into parallel key and
+    /// double arrays, reusing the previous row's key strings; any other row is decoded in
+    /// full as ``WandbRun`` does, so both give the same rows.
+    struct RowReader {
+        enum Row {
+            /// In ``keys`` and ``doubles``; `time` is `_timestamp` in seconds.
+            case fast(step: Int64, time: Double?)
+            case full(WandbHistoryRow)
+
+            var step: Int64 {
+                switch self {
+                case .fast(let step, _): return step
+                case .full(let row): return row.step
+                }
+            }
+        }
+
+        private var spans: [WandbRecordDecoder.ItemSpan] = []
+        private(set) var keys: [String] = []
+        private(set) var doubles: [Double] = []
+        private var previousKeys: [String] = []
+
+        /// The row of a history record; nil when it is damaged and the reader's options skip damage.
+        mutating func read(_ raw: WandbRawRecord, reader: inout WandbLogReader, builder: inout WandbRun.Builder) throws(WandbFormatError) -> Row? {
+            if let row = fast(raw, defaultStep: builder.defaultStep) {
+                builder.noteRow(step: row.step)
+                return row
+            }
+            guard let record = try reader.decode(raw), case .history(let h) = record.content else { return nil }
+            return .full(try builder.row(h, record))
+        }
+
+        mutating func append(_ row: Row, to w: LogWriter, defaultTime: Int64) throws {
+            switch row {
+            case .fast(let step, let time):
+                try w.appendRow(step: step, timestamp: time.map { Int64(($0 * 1e6).rounded()) } ?? defaultTime, keys: keys, doubles: doubles)
+            case .full(let r):
+                try WandbSyncImport.appendRow(r, to: w, defaultTime: defaultTime)
+            }
+        }
+
+        private static let stepKey = Array("_step".utf8), timestampKey = Array("_timestamp".utf8)
+
+        /// The row when it takes the fast path, else nil.
+        private mutating func fast(_ raw: WandbRawRecord, defaultStep: Int64) -> Row? {
+            guard let (_, recordStep) = try? WandbRecordDecoder.historyItems(raw.bytes, into: &spans) else { return nil }
+            swap(&keys, &previousKeys)
+            keys.removeAll(keepingCapacity: true)
+            doubles.removeAll(keepingCapacity: true)
+            var step: Int64?, time: Double?
+            var sawStep = false, sawTime = false
+            let ok = raw.bytes.withUnsafeBufferPointer { bytes -> Bool in
+                for span in spans {
+                    guard span.nestedCount <= 1, let valueRange = span.value, !valueRange.isEmpty else { return false }
+                    let keyRange = span.nestedCount == 1 ? span.nested! : (span.key ?? 0..<0)
+                    let key = UnsafeBufferPointer(rebasing: bytes[keyRange])
+                    guard let value = try? WandbJSON.parse(UnsafeBufferPointer(rebasing: bytes[valueRange])) else { return false }
+                    if key.count == 5, key.elementsEqual(Self.stepKey) {
+                        guard !sawStep else { return false }
+                        sawStep = true
+                        switch value {
+                        case .int(let i): step = i
+                        case .double(let d) where d == d.rounded() && abs(d) < 9.2e18: step = Int64(d)
+                        default: break
+                        }
+                    } else if key.count == 10, key.elementsEqual(Self.timestampKey) {
+                        guard !sawTime else { return false }
+                        sawTime = true
+                        time = value.doubleValue
+                    } else {
+                        guard case .double(let d) = value else { return false }
+                        keys.append(string(key, at: keys.count))
+                        doubles.append(d)
+                    }
+                }
+                return true
+            }
+            guard ok, !keys.isEmpty, !LogWriter.hasDuplicate(keys) else { return nil }
+            return .fast(step: step ?? recordStep ?? defaultStep, time: time)
+        }
+
+        /// The key as a string: the previous row's string when the bytes match it (no new string).
+        private func string(_ key: UnsafeBufferPointer<UInt8>, at position: Int) -> String {
+            if position < previousKeys.count, Self.same(previousKeys[position], key) { return previousKeys[position] }
+            for k in previousKeys where Self.same(k, key) { return k }
+            return String(decoding: key, as: UTF8.self)
+        }
+
+        /// Whether `s` is exactly the bytes `b`.
+        private static func same(_ s: String, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+            guard s.utf8.count == b.count else { return false }
+            guard let base = b.baseAddress else { return true }
+            return s.utf8.withContiguousStorageIfAvailable { memcmp($0.baseAddress!, base, b.count) == 0 } ?? s.utf8.elementsEqual(b)
+        }
+
     }
 }
