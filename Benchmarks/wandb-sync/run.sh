@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Benchmark: `runlog sync` of N wandb offline runs vs `wandb sync` of the same runs, into the
-# same `runlog server` (each into its own entity), wall time end to end. Then checks on the
-# server that both delivered every row.
+# Benchmark: `runlog sync` of N wandb offline runs vs `wandb sync` of the same runs, each into
+# a `runlog server` (the same binary and configuration, a fresh database each), wall time end
+# to end. Then checks on the servers that both delivered every row.
 #
 #   bash Benchmarks/wandb-sync/run.sh [N=100] [STEPS=1000]
 #
@@ -18,7 +18,7 @@ if ! "$VENV/bin/python" -c "import wandb,sys; sys.exit(wandb.__version__!='0.31.
   python3 -m venv "$VENV" && "$VENV/bin/pip" install -q --disable-pip-version-check wandb==0.31.0
 fi
 WORK=$(mktemp -d /tmp/runlog-wandb-sync-XXXX)
-trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $SERVERS 2>/dev/null || true; rm -rf "$WORK"' EXIT
 # RUNS=DIR reuses runs made before (DIR/wandb/offline-run-*); made once into it otherwise.
 RUNS=${RUNS:-$WORK/runs}
 if ! ls -d "$RUNS"/wandb/offline-run-* >/dev/null 2>&1; then
@@ -29,30 +29,36 @@ fi
 # Copies, so that the markers `wandb sync` writes and the cache are this run's own.
 cp -r "$RUNS/wandb" "$WORK/wandb"
 DIRS=$(ls -d "$WORK"/wandb/offline-run-*)
-DB="$WORK/server.db"
-KW=$("$BIN" server create-key --entity wb --database "$DB" | tail -1)
-KR=$("$BIN" server create-key --entity rl --database "$DB" | tail -1)
-PORT=$((20000 + RANDOM % 20000))
-"$BIN" server --database "$DB" --port "$PORT" > "$WORK/server.log" 2>&1 &
-SERVER=$!
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.2; done
+# Each tool syncs into a server of its own (same binary, same configuration, a fresh
+# SQLite database), so that neither pays for the other's writes still being checkpointed.
+start_server() {  # $1: name; sets PORT and KEY, appends the pid to SERVERS
+  local db="$WORK/$1.db"
+  KEY=$("$BIN" server create-key --entity "$1" --database "$db" | tail -1)
+  PORT=$((20000 + RANDOM % 20000))
+  "$BIN" server --database "$db" --port "$PORT" > "$WORK/$1-server.log" 2>&1 &
+  SERVERS="$SERVERS $!"
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.2; done
+}
+SERVERS=""
+start_server wb; WPORT=$PORT; KW=$KEY
+start_server rl; RPORT=$PORT; KR=$KEY
 
 t0=$(date +%s.%N)
-env HOME="$WORK/home" WANDB_BASE_URL="http://127.0.0.1:$PORT" WANDB_API_KEY="$KW" WANDB_SILENT=true WANDB_ERROR_REPORTING=false \
+env HOME="$WORK/home" WANDB_BASE_URL="http://127.0.0.1:$WPORT" WANDB_API_KEY="$KW" WANDB_SILENT=true WANDB_ERROR_REPORTING=false \
   "$VENV/bin/wandb" sync --entity wb $DIRS > "$WORK/wandb-sync.log" 2>&1
 t1=$(date +%s.%N)
-"$BIN" sync --server "http://127.0.0.1:$PORT" --api-key "$KR" --entity rl --import-cache "$WORK/cache" --json $DIRS > "$WORK/runlog-sync.log"
+"$BIN" sync --server "http://127.0.0.1:$RPORT" --api-key "$KR" --entity rl --import-cache "$WORK/cache" --json $DIRS > "$WORK/runlog-sync.log"
 t2=$(date +%s.%N)
 
-rows() { curl -s -H "Authorization: Bearer $2" "http://127.0.0.1:$PORT/api/v1/projects/$1/sync-bench/runs" |
+rows() { curl -s -H "Authorization: Bearer $2" "http://127.0.0.1:$3/api/v1/projects/$1/sync-bench/runs" |
   python3 -c "import json,sys; r=json.load(sys.stdin); print(len(r), sum(x['history_rows'] for x in r))"; }
-read -r WR WROWS <<<"$(rows wb "$KW")"
-read -r RR RROWS <<<"$(rows rl "$KR")"
+read -r WR WROWS <<<"$(rows wb "$KW" "$WPORT")"
+read -r RR RROWS <<<"$(rows rl "$KR" "$RPORT")"
 python3 - "$t0" "$t1" "$t2" "$N" "$STEPS" "$WR" "$WROWS" "$RR" "$RROWS" <<'PY'
 import sys
 t0, t1, t2 = map(float, sys.argv[1:4]); n, steps, wr, wrows, rr, rrows = map(int, sys.argv[4:])
 w, r = t1 - t0, t2 - t1
-print(f"| sync of {n} wandb offline runs x {steps} steps into runlog server | wall time | runs / rows on the server |")
+print(f"| sync of {n} wandb offline runs x {steps} steps into a runlog server (one each) | wall time | runs / rows on the server |")
 print("| --- | ---: | ---: |")
 print(f"| `wandb sync` (wandb 0.31.0, W&B protocol) | {w:.2f} s | {wr} / {wrows} |")
 print(f"| `runlog sync` (native engine) | {r:.2f} s | {rr} / {rrows} |")

@@ -88,13 +88,20 @@ final class LogWriterCore: @unchecked Sendable {
     /// `sync` (durability `.none`) nothing is forced to the device: a power loss may then
     /// leave an empty log, which ``open(directory:configuration:logger:)`` repairs.
     static func createEmptyLog(at path: String, sync: Bool = true) throws(StoreError) {
+        guard sync else {
+            // Written in place: a log cut short inside its header is rewritten by `open`.
+            let f = try FileHandleFD(path: path, flags: O_WRONLY | O_CREAT | O_EXCL)
+            defer { f.close() }
+            try f.write(FileHeader(created: FileSystem.nowMicros()).encode(), at: 0)
+            return
+        }
         let tmp = path + ".tmp"
         let f = try FileHandleFD(path: tmp, flags: O_WRONLY | O_CREAT | O_TRUNC)
         try f.write(FileHeader(created: FileSystem.nowMicros()).encode(), at: 0)
-        if sync { try f.sync() }
+        try f.sync()
         f.close()
         try FileSystem.rename(tmp, path)
-        if sync { FileSystem.syncDirectory(FileSystem.parent(of: path)) }
+        FileSystem.syncDirectory(FileSystem.parent(of: path))
     }
 
     /// Takes the run's writer lock or fails naming who holds it.

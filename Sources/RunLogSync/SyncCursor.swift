@@ -20,13 +20,13 @@ public enum SyncCursor {
         return out
     }
 
-    /// Saves atomically (temporary file, then rename).
+    /// Saves atomically (temporary file, then rename), without forcing it to the device: a
+    /// cursor lost to a power cut only makes the next sync ask the server from further back.
     public static func save(directory: String, server: String, run: RemoteRun, acknowledged: UInt64) throws {
         var current = all(directory)
         current[key(server: server, run: run)] = acknowledged
         let data = try JSONSerialization.data(withJSONObject: current.mapValues { NSNumber(value: $0) }, options: [.sortedKeys])
         let path = directory + "/" + fileName
-        try data.write(to: URL(fileURLWithPath: path + ".tmp"))
-        _ = rename(path + ".tmp", path)
+        try LocalFile.replace(path, with: data)
     }
 }

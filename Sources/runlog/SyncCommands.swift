@@ -25,10 +25,10 @@ struct Sync: AsyncParsableCommand {
 
     func run() async throws {
         if syncProtocol == .wandb { return try await runWandbProtocol() }
-        let dirs = (paths.isEmpty ? ["runlog"] : paths).flatMap { RunDiscovery.runs(under: $0) }
         // wandb offline runs: folded into RunLog runs in the import cache, then synced like
         // them; each is synced as soon as it is folded, while the others are still folding.
         let wandbRuns = paths.flatMap { WandbSyncImport.discover($0) }
+        let dirs = (paths.isEmpty ? ["runlog"] : paths).filter { !WandbImport.isWandb($0) }.flatMap { RunDiscovery.runs(under: $0) }
         let plan = wandbRuns.isEmpty ? nil : try WandbSyncImport.Plan(wandbRuns, cache: importCache ?? WandbSyncImport.defaultCache)
         guard !dirs.isEmpty || plan?.runs.isEmpty == false else {
             throw ValidationError("no runs found under \((paths.isEmpty ? ["runlog"] : paths).joined(separator: ", "))")

@@ -121,37 +121,73 @@ public enum WandbJSON {
             }
         }
 
+        /// A number, checked against JSON's grammar while its decimal significand (up to 19
+        /// significant digits) and power of ten are gathered, so that the common cases need no
+        /// second pass: an integer of up to 18 digits, and a float that Clinger's fast path
+        /// gives exactly (see ``fastDouble(_:scale:negative:)``); `strtod` takes the others.
         mutating func number() throws(ParseError) -> Value {
             let start = index
-            func isDigit(_ i: Int) -> Bool { i < bytes.count && bytes[i] >= 0x30 && bytes[i] <= 0x39 }
-            if bytes[index] == UInt8(ascii: "-") { index += 1 }
+            let count = bytes.count
+            var negative = false
+            if bytes[index] == UInt8(ascii: "-") {
+                negative = true
+                index += 1
+            }
+            var significand: UInt64 = 0
+            var significant = 0  // significant digits seen
+            var scale = 0  // the value is significand × 10^scale (while significant ≤ 19)
+            @inline(__always) func digit(_ d: UInt8, fraction: Bool) {
+                if significand == 0 && d == 0 {
+                    if fraction { scale -= 1 }
+                    return
+                }
+                significant += 1
+                if significant <= 19 {
+                    significand = significand &* 10 &+ UInt64(d)
+                    if fraction { scale -= 1 }
+                } else if !fraction {
+                    scale += 1
+                }
+            }
+            @inline(__always) func isDigit(_ i: Int) -> Bool { i < count && bytes[i] &- 0x30 < 10 }
             guard isDigit(index) else { throw error("expected a digit") }
             if bytes[index] == UInt8(ascii: "0") {
                 index += 1
                 if isDigit(index) { throw error("leading zero") }
             } else {
-                while isDigit(index) { index += 1 }
+                while isDigit(index) { digit(bytes[index] &- 0x30, fraction: false); index += 1 }
             }
             var integral = true
-            if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+            if index < count, bytes[index] == UInt8(ascii: ".") {
                 integral = false
                 index += 1
                 guard isDigit(index) else { throw error("expected a digit after '.'") }
-                while isDigit(index) { index += 1 }
+                while isDigit(index) { digit(bytes[index] &- 0x30, fraction: true); index += 1 }
             }
-            if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
+            if index < count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
                 integral = false
                 index += 1
-                if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
+                var expNegative = false
+                if index < count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") {
+                    expNegative = bytes[index] == UInt8(ascii: "-")
+                    index += 1
+                }
                 guard isDigit(index) else { throw error("expected a digit in the exponent") }
-                while isDigit(index) { index += 1 }
+                var e = 0
+                while isDigit(index) {
+                    if e < 100_000 { e = e * 10 + Int(bytes[index] &- 0x30) }
+                    index += 1
+                }
+                scale += expNegative ? -e : e
             }
-            let digits = UnsafeBufferPointer(rebasing: bytes[start..<index])
             if integral {
-                if digits.count == 2, digits[0] == UInt8(ascii: "-"), digits[1] == UInt8(ascii: "0") { return .double(-0.0) }
-                if let i = Self.int64(digits) { return .int(i) }
+                if significand == 0 { return negative ? .double(-0.0) : .int(0) }
+                if significant <= 18 { return .int(negative ? -Int64(significand) : Int64(significand)) }
             }
-            guard let d = Self.double(digits) else { throw ParseError(message: "unreadable number", index: start) }
+            let text = UnsafeBufferPointer(rebasing: bytes[start..<index])
+            if integral, let i = Self.int64(text) { return .int(i) }
+            if significant <= 19, let d = Self.fastDouble(significand, scale: scale, negative: negative) { return .double(d) }
+            guard let d = Self.double(text) else { throw ParseError(message: "unreadable number", index: start) }
             return .double(d)
         }
 
@@ -178,7 +214,6 @@ public enum WandbJSON {
         /// A JSON number's text (checked against the grammar already) as the nearest double,
         /// correctly rounded, independent of the process's locale.
         static func double(_ digits: UnsafeBufferPointer<UInt8>) -> Double? {
-            if let d = exactlyRepresentable(digits) { return d }
             guard digits.count < 128 else {
                 return Double(String(decoding: digits, as: UTF8.self))
             }
@@ -201,58 +236,10 @@ public enum WandbJSON {
         /// ten is at most 22, significand and power are exact doubles, so one multiplication
         /// or division, rounded once, is the correctly rounded result. `nil` otherwise (then
         /// `strtod` decides). Most metrics written with up to 16 digits take this path.
-        static func exactlyRepresentable(_ text: UnsafeBufferPointer<UInt8>) -> Double? {
-            var i = 0
-            let negative = text[0] == UInt8(ascii: "-")
-            if negative { i = 1 }
-            var significand: UInt64 = 0
-            var digits = 0, scale = 0
-            var seenDot = false
-            while i < text.count {
-                let c = text[i]
-                if c == UInt8(ascii: ".") {
-                    seenDot = true
-                } else if c >= 0x30 && c <= 0x39 {
-                    if significand == 0 && c == 0x30 {
-                        if seenDot { scale -= 1 }  // leading zeros are not significant
-                    } else {
-                        digits += 1
-                        guard digits <= 19 else { return nil }
-                        significand = significand * 10 + UInt64(c - 0x30)
-                        if seenDot { scale -= 1 }
-                    }
-                } else {
-                    break
-                }
-                i += 1
-            }
-            if i < text.count {
-                // An exponent: e or E, a sign, digits (the grammar checked them).
-                i += 1
-                var expNegative = false
-                if text[i] == UInt8(ascii: "+") || text[i] == UInt8(ascii: "-") {
-                    expNegative = text[i] == UInt8(ascii: "-")
-                    i += 1
-                }
-                var e = 0
-                while i < text.count {
-                    e = e * 10 + Int(text[i] - 0x30)
-                    guard e < 10_000 else { return nil }
-                    i += 1
-                }
-                scale += expNegative ? -e : e
-            }
-            guard significand <= 1 << 53 else { return nil }
+        static func fastDouble(_ significand: UInt64, scale: Int, negative: Bool) -> Double? {
+            guard significand <= 1 << 53, scale >= -22, scale <= 22 else { return nil }
             var value = Double(significand)
-            if significand == 0 {
-                value = 0
-            } else if scale >= 0 {
-                guard scale <= 22 else { return nil }
-                value *= exactPowers[scale]
-            } else {
-                guard scale >= -22 else { return nil }
-                value /= exactPowers[-scale]
-            }
+            if scale >= 0 { value *= exactPowers[scale] } else { value /= exactPowers[-scale] }
             return negative ? -value : value
         }
 

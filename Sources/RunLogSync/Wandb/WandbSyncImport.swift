@@ -235,7 +235,7 @@ public enum WandbSyncImport {
 
     static func saveManifest(_ m: [Folded], _ dir: String) throws {
         let data = try JSONEncoder().encode(m)
-        try data.write(to: URL(fileURLWithPath: dir + "/" + manifestName), options: .atomic)
+        try LocalFile.replace(dir + "/" + manifestName, with: data)
     }
 
     /// Folds `sessions` (one run's, in start order) into the cache run at `dir`; returns how many were added to.

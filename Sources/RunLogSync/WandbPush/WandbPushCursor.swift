@@ -127,13 +127,7 @@ public struct WandbPushCursor: Codable, Sendable, Hashable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let data = try encoder.encode(file)
-        let path = directory + "/" + fileName
-        let tmp = path + ".tmp-\(getpid())"
-        try data.write(to: URL(fileURLWithPath: tmp))
-        guard rename(tmp, path) == 0 else {
-            unlink(tmp)
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
-        }
+        try LocalFile.replace(directory + "/" + fileName, with: data)
     }
 
     /// Removes the cursor of `server` (the next push starts over, idempotently).
@@ -141,6 +135,6 @@ public struct WandbPushCursor: Codable, Sendable, Hashable {
         var file = loadFile(directory)
         guard file.servers.removeValue(forKey: key(server: server)) != nil else { return }
         let data = try JSONEncoder().encode(file)
-        try data.write(to: URL(fileURLWithPath: directory + "/" + fileName), options: .atomic)
+        try LocalFile.replace(directory + "/" + fileName, with: data)
     }
 }
