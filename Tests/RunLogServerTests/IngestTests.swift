@@ -65,6 +65,43 @@ struct IngestTests {
         }
     }
 
+    /// Many requests at once (SQLite commits those queued together in one transaction, a
+    /// savepoint each): each good one is stored whole, and a gap or a bad frame fails alone.
+    @Test("concurrent requests are stored together, and fail alone", arguments: Backend.allCases)
+    func concurrent(_ backend: Backend) async throws {
+        try await withFixture(backend) { fx, client in
+            let bad = try malformedFrame(payload: [0x02] + [UInt8](repeating: 0xFF, count: 15), sequence: 2)
+            let statuses = try await withThrowingTaskGroup(of: (String, HTTPResponse.Status).self) { group in
+                for i in 0..<24 {
+                    group.addTask {
+                        let id = "c\(i)"
+                        return (id, try await post(client, fx, id, after: 0, Frames.run(id: id, count: 2, rowsPerFrame: 7)).status)
+                    }
+                }
+                group.addTask {
+                    ("gap", try await post(client, fx, "gap", after: 5, Array(Frames.run(id: "gap", count: 7, rowsPerFrame: 3)[5...])).status)
+                }
+                group.addTask {
+                    let good = Frames.run(id: "bad", count: 1, rowsPerFrame: 3)[0].bytes
+                    return ("bad", try await post(client, fx.account.entity, "proj", "bad", after: 0, key: fx.account.key, Frames.body(good + bad)).status)
+                }
+                var out: [String: HTTPResponse.Status] = [:]
+                for try await (id, status) in group { out[id] = status }
+                return out
+            }
+            for i in 0..<24 {
+                #expect(statuses["c\(i)"] == .ok)
+                let run = try await runJSON(client, fx, "c\(i)")
+                #expect(run["history_rows"] == 14 && run["acknowledged"] == 2 && run["frames"] == 2, "c\(i): \(run)")
+            }
+            #expect(statuses["gap"] == .conflict)
+            #expect(statuses["bad"] == .badRequest)
+            for id in ["gap", "bad"] {
+                #expect(try await get(client, runPath(fx.account.entity, "proj", id), key: fx.account.key).status == .notFound)
+            }
+        }
+    }
+
     /// Every way a body can be damaged: the request is refused and the run does not exist.
     @Test("damaged bodies are 400 and store nothing", arguments: Backend.allCases)
     func damaged(_ backend: Backend) async throws {
