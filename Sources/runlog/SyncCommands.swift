@@ -45,10 +45,21 @@ struct Sync: AsyncParsableCommand {
             }
         }
         if dryRun {
+            var failed = false
             if let plan {
                 let folded = Mutex<[SyncJob]>([])
-                plan.fold { r in if case .success(let p) = r { folded.withLock { $0.append(p.job(defaultEntity: defaultEntity)) } } }
+                let failures = Mutex<[String]>([])
+                plan.fold { r in
+                    switch r {
+                    case .success(let p): folded.withLock { $0.append(p.job(defaultEntity: defaultEntity)) }
+                    case .failure(let e): failures.withLock { $0.append("\(e)") }
+                    }
+                }
                 jobsList += folded.withLock { $0 }.sorted { $0.directory < $1.directory }
+                for f in failures.withLock({ $0 }) {
+                    FileHandle.standardError.write(Data("runlog: cannot fold the wandb run: \(f)\n".utf8))
+                    failed = true
+                }
             }
             for j in jobsList {
                 let reader = try RunDirectory.reader(j.directory)
@@ -58,6 +69,7 @@ struct Sync: AsyncParsableCommand {
                                              "frames": .int(Int64(unsent.count)), "bytes": .int(Int64(unsent.reduce(0) { $0 + $1.header.frameSize }))]
                 print(Value.object(line).description)
             }
+            if failed { throw ExitCode(2) }
             return
         }
         guard let creds, let url = URL(string: creds.server) else { throw ValidationError("invalid server URL") }
