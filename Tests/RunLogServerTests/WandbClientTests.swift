@@ -302,6 +302,32 @@ import Testing
         }
     }
 
+    /// A `.wandb` file damaged in the middle: its run fails with the typed error, the other
+    /// runs sync, and the exit status says something failed.
+    @Test func aDamagedFileFailsItsRunAlone() async throws {
+        let s = try await Server.start()
+        defer { s.server.stop() }
+        let fixtures = WandbClientTests.fixtures.appendingPathComponent("wandb-offline").path
+        let runs = s.dir.path + "/runs"
+        try FileManager.default.createDirectory(atPath: runs, withIntermediateDirectories: true)
+        for name in ["offline-run-20261126_174542-fixt0001", "offline-run-20261126_174603-type0001"] {
+            try FileManager.default.copyItem(atPath: fixtures + "/" + name, toPath: runs + "/" + name)
+        }
+        let damaged = runs + "/offline-run-20261126_174542-fixt0001/run-fixt0001.wandb"
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: damaged)))
+        bytes[bytes.count / 2] ^= 0x55
+        try Data(bytes).write(to: URL(fileURLWithPath: damaged))
+        let r = try runProgram(s.binary, ["sync", "--server", "http://127.0.0.1:\(s.server.port)", "--api-key", s.key, "--entity", "carol",
+                                          "--import-cache", s.dir.path + "/cache", "--json", runs], timeout: .seconds(120))
+        #expect(r.status == 2, "\(r.stderr)")
+        let events = r.stdout.split(separator: "\n").compactMap { try? JSONParser.parse(String($0)) }
+        let failed = events.filter { $0["event"]?.stringValue == "failed" }
+        #expect(failed.count == 1 && failed.first?["error"]?.stringValue?.contains("checksumMismatch") == true, "\(failed)")
+        #expect(events.last?["finished"]?.intValue == 1 && events.last?["failed"]?.intValue == 1)
+        let good = try await s.run("type0001")
+        #expect(good["history_rows"]?.intValue == Int64(try WandbClientTests.oracle(fixtures + "/offline-run-20261126_174603-type0001").history.count))
+    }
+
     @Test func offlineRunsSyncNativelyOnceAndIncrementally() async throws {
         let s = try await Server.start()
         defer { s.server.stop() }
