@@ -1,7 +1,9 @@
-/// A protobuf wire-format reader over a slice of a byte array: just what decoding
+/// A protobuf wire-format reader over a slice of bytes: just what decoding
 /// `wandb_internal.Record` needs (varints, fixed 32/64, length-delimited fields, skipping).
 ///
-/// It never traps on bad input: every read is bounds-checked and throws ``ProtoError``.
+/// It never traps on bad input: every read is checked against the message's end and throws
+/// ``ProtoError``. It borrows the bytes (no reference counting per nested message), so it
+/// lives inside the `withUnsafeBufferPointer` of the array that holds them.
 package struct ProtoReader {
     /// The protobuf wire types.
     package enum WireType: UInt8 {
@@ -15,11 +17,12 @@ package struct ProtoReader {
         package var description: String { "\(message) at payload byte \(index)" }
     }
 
-    package let bytes: [UInt8]
+    package let bytes: UnsafeBufferPointer<UInt8>
     package private(set) var index: Int
     package let end: Int
 
-    package init(_ bytes: [UInt8], range: Range<Int>? = nil) {
+    /// `range` must lie within `bytes`.
+    package init(_ bytes: UnsafeBufferPointer<UInt8>, range: Range<Int>? = nil) {
         self.bytes = bytes
         let r = range ?? 0..<bytes.count
         self.index = r.lowerBound
@@ -94,7 +97,7 @@ package struct ProtoReader {
 
     package mutating func string() throws(ProtoError) -> String {
         let range = try lengthDelimited()
-        return String(decoding: bytes[range], as: UTF8.self)
+        return String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self)
     }
 
     package mutating func int64() throws(ProtoError) -> Int64 { Int64(bitPattern: try varint()) }

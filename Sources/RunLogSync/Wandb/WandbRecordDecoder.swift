@@ -7,16 +7,28 @@ package enum WandbRecordDecoder {
     package typealias Reader = ProtoReader
     package typealias ProtoError = ProtoReader.ProtoError
 
-    /// Top-level fields of `Record` that are not members of the `record_type` oneof.
-    static let nonOneofFields: Set<Int> = [1, 16, 19, 200]
+    /// Whether a top-level field of `Record` is a member of the `record_type` oneof: every
+    /// field but `num` (1), `control` (16), `uuid` (19) and `_info` (200).
+    @inline(__always) static func isMember(_ number: Int) -> Bool {
+        number != 1 && number != 16 && number != 19 && number != 200
+    }
+
+    /// Runs `body` over the bytes of `array`, keeping typed errors.
+    @inline(__always) static func borrowing<R>(_ array: [UInt8], _ body: (UnsafeBufferPointer<UInt8>) throws(ProtoError) -> R) throws(ProtoError) -> R {
+        try array.withUnsafeBufferPointer { b in Result { () throws(ProtoError) -> R in try body(b) } }.get()
+    }
 
     /// The oneof member of a serialized record, from a scan of its top-level fields (the last
     /// member present wins, as in protobuf). Validates the top-level structure.
     package static func kind(of bytes: [UInt8]) throws(ProtoError) -> WandbRecordKind {
+        try borrowing(bytes) { b throws(ProtoError) in try kind(of: b) }
+    }
+
+    static func kind(of bytes: UnsafeBufferPointer<UInt8>) throws(ProtoError) -> WandbRecordKind {
         var r = Reader(bytes)
         var kind = WandbRecordKind.none
         while let (number, wire) = try r.nextField() {
-            if wire == .lengthDelimited, !nonOneofFields.contains(number) {
+            if wire == .lengthDelimited, isMember(number) {
                 kind = WandbRecordKind(rawValue: number)
             }
             try r.skip(wire)
@@ -26,7 +38,11 @@ package enum WandbRecordDecoder {
 
     /// Decodes a record's number, kind and (for the kinds RunLog uses) content.
     package static func decode(_ raw: WandbRawRecord) throws(ProtoError) -> WandbRecord {
-        var r = Reader(raw.bytes)
+        try borrowing(raw.bytes) { b throws(ProtoError) in try decode(raw, b) }
+    }
+
+    static func decode(_ raw: WandbRawRecord, _ bytes: UnsafeBufferPointer<UInt8>) throws(ProtoError) -> WandbRecord {
+        var r = Reader(bytes)
         var record = WandbRecord(number: 0, kind: .none, offset: raw.offset, byteCount: raw.bytes.count, content: .other)
         while let (number, wire) = try r.nextField() {
             switch (number, wire) {
@@ -37,7 +53,7 @@ package enum WandbRecordDecoder {
                 while let (n, w) = try info.nextField() {
                     if n == 1, w == .lengthDelimited { record.streamID = try info.string() } else { try info.skip(w) }
                 }
-            case (_, .lengthDelimited) where !nonOneofFields.contains(number):
+            case (_, .lengthDelimited) where isMember(number):
                 let kind = WandbRecordKind(rawValue: number)
                 record.kind = kind
                 var m = try r.message()
@@ -61,14 +77,14 @@ package enum WandbRecordDecoder {
 
     /// The record's number and the byte range of its oneof member's message (the last one,
     /// as ``decode(_:)`` takes it); the range is empty when the record has none.
-    static func member(of bytes: [UInt8]) throws(ProtoError) -> (number: Int64, body: Range<Int>) {
+    static func member(of bytes: UnsafeBufferPointer<UInt8>) throws(ProtoError) -> (number: Int64, body: Range<Int>) {
         var r = Reader(bytes)
         var number: Int64 = 0
         var body = 0..<0
         while let (n, wire) = try r.nextField() {
             switch (n, wire) {
             case (1, .varint): number = try r.int64()
-            case (_, .lengthDelimited) where !nonOneofFields.contains(n): body = try r.lengthDelimited()
+            case (_, .lengthDelimited) where isMember(n): body = try r.lengthDelimited()
             default: try r.skip(wire)
             }
         }
@@ -80,7 +96,11 @@ package enum WandbRecordDecoder {
     /// `nested_key`) when they are contiguous: two items with equal key bytes have the same path.
     /// Reads every field, so it fails wherever ``decode(_:)`` would.
     /// - Returns: the record's number.
-    static func summaryItems(_ bytes: [UInt8], _ visit: (_ item: Range<Int>, _ removal: Bool, _ keyBytes: Range<Int>?) -> Void) throws(ProtoError) -> Int64 {
+    static func summaryItems(_ array: [UInt8], _ visit: (_ item: Range<Int>, _ removal: Bool, _ keyBytes: Range<Int>?) -> Void) throws(ProtoError) -> Int64 {
+        try borrowing(array) { bytes throws(ProtoError) in try summaryItems(bytes, visit) }
+    }
+
+    static func summaryItems(_ bytes: UnsafeBufferPointer<UInt8>, _ visit: (_ item: Range<Int>, _ removal: Bool, _ keyBytes: Range<Int>?) -> Void) throws(ProtoError) -> Int64 {
         let (number, body) = try member(of: bytes)
         var r = Reader(bytes, range: body)
         while let (n, w) = try r.nextField() {
@@ -128,7 +148,11 @@ package enum WandbRecordDecoder {
     /// Locates the items of a history record (see ``ItemSpan``) without decoding them, into
     /// `items` (emptied first), and reads its `step.num`. Fails wherever ``decode(_:)`` would.
     /// - Returns: the record's number and its `step.num` (nil without a `step` message).
-    static func historyItems(_ bytes: [UInt8], into items: inout [ItemSpan]) throws(ProtoError) -> (number: Int64, step: Int64?) {
+    static func historyItems(_ array: [UInt8], into items: inout [ItemSpan]) throws(ProtoError) -> (number: Int64, step: Int64?) {
+        try array.withUnsafeBufferPointer { bytes in Result { () throws(ProtoError) in try historyItems(bytes, into: &items) } }.get()
+    }
+
+    static func historyItems(_ bytes: UnsafeBufferPointer<UInt8>, into items: inout [ItemSpan]) throws(ProtoError) -> (number: Int64, step: Int64?) {
         items.removeAll(keepingCapacity: true)
         let (number, body) = try member(of: bytes)
         var r = Reader(bytes, range: body)

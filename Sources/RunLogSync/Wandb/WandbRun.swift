@@ -296,9 +296,11 @@ public struct WandbRun: Sendable {
                 if let op { ops.append((op.order, op.item, op.path, op.number, op.offset)) }
             }
             for c in rawSummary.changes {
-                var r = ProtoReader(c.bytes, range: c.item)
                 // Read once already by `summaryItems`: it cannot fail.
-                guard let i = try? WandbRecordDecoder.item(&r) else { continue }
+                guard let i = (c.bytes.withUnsafeBufferPointer { b -> WandbItem? in
+                    var r = ProtoReader(b, range: c.item)
+                    return try? WandbRecordDecoder.item(&r)
+                }) else { continue }
                 ops.append((c.order, c.removal ? nil : i, i.path, c.number, c.offset))
             }
             ops.sort { $0.order < $1.order }
