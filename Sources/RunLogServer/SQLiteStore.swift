@@ -63,6 +63,9 @@ final class SQLiteStore: ServerStore {
 
     /// Stops the checkpointer (after a last, complete checkpoint) and closes the connections.
     func close() async {
+        // No new requests; the ones queued are committed (or fail) before the writer closes.
+        ingestQueue.withLock { $0.closed = true }
+        while ingestQueue.withLock({ $0.draining }) { try? await Task.sleep(for: .milliseconds(5)) }
         checkpointRequests.finish()
         await checkpointLoop.value
         _ = try? await checkpointer.perform { db in try db.checkpoint(passive: false) }
@@ -221,13 +224,18 @@ final class SQLiteStore: ServerStore {
     /// commit itself fails, every request of the batch fails (none was acknowledged).
     func ingest(_ key: RunKey, after: UInt64, frames: FrameFeed) async throws -> IngestResult {
         let result = try await withCheckedThrowingContinuation { (c: CheckedContinuation<IngestResult, any Error>) in
-            let start = ingestQueue.withLock { q -> Bool in
+            let start = ingestQueue.withLock { q -> Bool? in
+                if q.closed { return nil }
                 q.waiting.append(PendingIngest(key: key, after: after, frames: frames, continuation: c))
                 if q.draining { return false }
                 q.draining = true
                 return true
             }
-            if start { Task { await self.drainIngests() } }
+            switch start {
+            case nil: c.resume(throwing: ServerError(.storage, "the store is closed: the server is shutting down"))
+            case true?: Task { await self.drainIngests() }
+            case false?: break
+            }
         }
         if case .stored = result { committed(bytes: frames.storedBytes) }
         return result
@@ -243,6 +251,8 @@ final class SQLiteStore: ServerStore {
     private struct IngestQueue {
         var waiting: [PendingIngest] = []
         var draining = false
+        /// Set by `close()`: requests from then on fail at once.
+        var closed = false
     }
 
     /// Requests per commit at most, and their stored bytes at most (a bound on latency).
@@ -283,8 +293,9 @@ final class SQLiteStore: ServerStore {
             for (key, after, frames) in jobs {
                 try db.exec("SAVEPOINT ingest")
                 do {
-                    out.append(.success(try ingest(db, key, after: after, frames: frames)))
+                    let result = try ingest(db, key, after: after, frames: frames)
                     try db.exec("RELEASE ingest")
+                    out.append(.success(result))
                 } catch {
                     try db.exec("ROLLBACK TO ingest")
                     try db.exec("RELEASE ingest")

@@ -62,7 +62,7 @@ final class LogWriterCore: @unchecked Sendable {
         let lock = try acquireLock(directory: directory)
         let logPath = directory + "/" + LogFormat.logFileName
         if !FileSystem.exists(logPath) {
-            try createEmptyLog(at: logPath, sync: configuration.durability != .none)
+            try createEmptyLog(at: logPath)
         }
         let reader = try LogReader(path: logPath, logger: logger)
         let file = try FileHandleFD(path: logPath, flags: O_RDWR)
@@ -84,17 +84,8 @@ final class LogWriterCore: @unchecked Sendable {
         return writer
     }
 
-    /// Writes a new log with only its header, atomically (temp file, fsync, rename). Without
-    /// `sync` (durability `.none`) nothing is forced to the device: a power loss may then
-    /// leave an empty log, which ``open(directory:configuration:logger:)`` repairs.
-    static func createEmptyLog(at path: String, sync: Bool = true) throws(StoreError) {
-        guard sync else {
-            // Written in place: a log cut short inside its header is rewritten by `open`.
-            let f = try FileHandleFD(path: path, flags: O_WRONLY | O_CREAT | O_EXCL)
-            defer { f.close() }
-            try f.write(FileHeader(created: FileSystem.nowMicros()).encode(), at: 0)
-            return
-        }
+    /// Writes a new log with only its header, atomically (temp file, fsync, rename).
+    static func createEmptyLog(at path: String) throws(StoreError) {
         let tmp = path + ".tmp"
         let f = try FileHandleFD(path: tmp, flags: O_WRONLY | O_CREAT | O_TRUNC)
         try f.write(FileHeader(created: FileSystem.nowMicros()).encode(), at: 0)
@@ -212,7 +203,7 @@ final class LogWriterCore: @unchecked Sendable {
         return target
     }
 
-    /// Flushes, syncs to the device (unless the durability is `.none`), writes the index, and releases the lock.
+    /// Flushes, syncs to the device, writes the index, and releases the lock.
     public func close() throws(StoreError) {
         cond.lock()
         if closing && !flusherRunning { cond.unlock(); return }
@@ -225,8 +216,7 @@ final class LogWriterCore: @unchecked Sendable {
         let end = endOffset
         cond.unlock()
         if let failure { throw failure }
-        // `.none` leaves the device to the OS, at close too (what an import cache wants).
-        if configuration.durability != .none { try file.sync() }
+        try file.sync()
         LogIndex.write(frames: frames, coveredLength: end, directory: directory)
         file.close()
         try? lockFile.truncate(to: 0)  // no holder left to name
@@ -461,7 +451,7 @@ public final class LogWriter: @unchecked Sendable {
     @discardableResult
     public func flush() throws(StoreError) -> UInt64 { try core.flush() }
 
-    /// Flushes, syncs to the device (unless the durability is `.none`), writes the index, and releases the lock.
+    /// Flushes, syncs to the device, writes the index, and releases the lock.
     public func close() throws(StoreError) { try core.close() }
 
     /// Syncs everything written so far to the device, whatever the durability mode.

@@ -65,8 +65,10 @@ public final class SyncEngine: Sendable {
 
     /// Syncs jobs as they arrive (e.g. while other runs are still being prepared); returns
     /// when the stream has ended and every run has finished or failed. A run forked from a
-    /// run that arrived before it waits for that run.
-    public func sync(_ jobs: AsyncStream<SyncJob>, events: @escaping @Sendable (SyncEvent) -> Void = { _ in }) async -> SyncReport {
+    /// run that arrived before it, or from one of `expected` (ids still to come), waits for
+    /// that run; if it never comes, the child syncs when the stream ends.
+    public func sync(_ jobs: AsyncStream<SyncJob>, expected: Set<String> = [],
+                     events: @escaping @Sendable (SyncEvent) -> Void = { _ in }) async -> SyncReport {
         enum Signal: Sendable {
             case arrived(SyncJob)
             case ended
@@ -98,7 +100,7 @@ public final class SyncEngine: Sendable {
                 switch signal {
                 case .arrived(let job):
                     seen.insert(job.remote.id)
-                    if let parent = job.parentID, parent != job.remote.id, seen.contains(parent), !done.contains(parent) {
+                    if let parent = job.parentID, parent != job.remote.id, seen.contains(parent) || expected.contains(parent), !done.contains(parent) {
                         waiting[parent, default: []].append(job)
                     } else {
                         ready.append(job)
@@ -118,7 +120,8 @@ public final class SyncEngine: Sendable {
                 }
                 if ended, running == 0, ready.isEmpty {
                     if waiting.isEmpty { break }
-                    // Children of parents that never ran (a cycle) still sync.
+                    // Children of parents that never ran (a cycle, or an expected parent that
+                    // never came) still sync.
                     for (_, children) in waiting { ready.append(contentsOf: children) }
                     waiting = [:]
                 }

@@ -103,7 +103,9 @@ struct Sync: AsyncParsableCommand {
         } else {
             arrive.finish()
         }
-        var report = await engine.sync(queue) { progress.handle($0) }
+        // A native run forked from a wandb run waits for it, though the wandb run comes later.
+        let expected = Set(plan?.runs.map(\.remoteID) ?? [])
+        var report = await engine.sync(queue, expected: expected) { progress.handle($0) }
         report.failed += foldFailures.withLock { $0 }
         progress.done(report)
         if !report.failed.isEmpty { throw ExitCode(2) }

@@ -156,6 +156,34 @@ actor FakeServer: SyncTransport {
         #expect(await server.rows[jobs[0].remote] == Array(0...20))
     }
 
+    /// Jobs that arrive as a stream (wandb runs are synced as they are folded): a child that
+    /// arrives before its expected parent waits for it, and one whose parent never comes
+    /// still syncs when the stream ends.
+    @Test func streamedChildrenWaitForExpectedParents() async throws {
+        let root = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let parents = try makeRuns(root, count: 1, steps: 100, rowsPerFrame: 10)
+        try RunDirectory.fork(source: parents[0].directory, atStep: 50, to: root + "/child", metadata: RunMetadata(["id": "child", "project": "p"]))
+        let child = try RunDiscovery.job(for: root + "/child", defaultEntity: "e")
+        #expect(child.parentID == "run0")
+        var orphan = child
+        orphan.remote.id = "orphan"
+        orphan.parentID = "never"
+        let server = FakeServer()
+        let engine = SyncEngine(transport: server, serverKey: "fake", configuration: fastConfig(), concurrency: 4)
+        let (stream, arrive) = AsyncStream.makeStream(of: SyncJob.self)
+        arrive.yield(child)
+        arrive.yield(orphan)
+        let syncing = Task { await engine.sync(stream, expected: ["run0", "never"]) }
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(await server.order.isEmpty, "the child waits for run0, the orphan for the end of the stream")
+        arrive.yield(parents[0])
+        arrive.finish()
+        let report = await syncing.value
+        #expect(report.failed.isEmpty && report.finished.count == 3)
+        #expect(await server.order == ["run0", "child", "orphan"])
+    }
+
     @Test func discoveryFindsNestedRuns() throws {
         let root = tempDir()
         defer { try? FileManager.default.removeItem(atPath: root) }

@@ -84,6 +84,10 @@ package enum WandbRecordDecoder {
         while let (n, wire) = try r.nextField() {
             switch (n, wire) {
             case (1, .varint): number = try r.int64()
+            case (200, .lengthDelimited):
+                // `_info`, read as `decode` reads it, so that damage in it fails here too.
+                var info = try r.message()
+                while let (_, w) = try info.nextField() { try info.skip(w) }
             case (_, .lengthDelimited) where isMember(n): body = try r.lengthDelimited()
             default: try r.skip(wire)
             }

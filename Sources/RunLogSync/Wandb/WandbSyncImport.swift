@@ -31,7 +31,8 @@ public enum WandbSyncImport {
         public var sessions: [String]
         /// Sessions (or parts) this call added.
         public var added: Int
-        /// The run's id, project and entity (empty offline), as its metadata names them.
+        /// The run's id, project and entity (empty offline), as its folded metadata names them
+        /// (the entity of the last session that names one).
         public var remoteID: String
         public var project: String
         public var entity: String
@@ -165,7 +166,8 @@ public enum WandbSyncImport {
             let meta = metadata(first)
             return Prepared(directory: cache + "/" + k, sessions: list.map(\.file), added: added,
                             remoteID: meta["id"]?.stringValue ?? first.id, project: meta["project"]?.stringValue ?? "uncategorized",
-                            entity: first.entity, forkedFrom: first.branchKind == .fork ? first.branchPoint?.run : nil)
+                            entity: list.last { !$0.run.entity.isEmpty }?.run.entity ?? "",
+                            forkedFrom: first.branchKind == .fork ? first.branchPoint?.run : nil)
         }
 
         /// Folds every run (one thread per core, a wave at a time), calling `ready` with each
