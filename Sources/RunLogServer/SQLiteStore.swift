@@ -7,7 +7,8 @@ import Synchronization
 /// on disk before the server answers.
 ///
 /// Three connections, each on its own thread (``SQLiteWorker``): ingests serialize on the
-/// writer (SQLite has one writer at a time anyway); reads go on beside them from the WAL
+/// writer (SQLite has one writer at a time anyway), which commits the requests queued while
+/// it was busy together (group commit, see ``ingest(_:after:frames:)``); reads go on beside them from the WAL
 /// snapshot; and a checkpointer copies the WAL into the database file in the background
 /// (`PASSIVE`, never blocking the writer), so that an ingest's cost is its own WAL append
 /// and `fsync`, not the periodic checkpoint SQLite would otherwise run inside a commit.

@@ -138,9 +138,9 @@ public struct ServerError: Error, Sendable, CustomStringConvertible {
 /// ``PostgresStore`` (`postgres://` URLs, several server processes on one database), run
 /// the same behaviour suite.
 ///
-/// Every ingest is one transaction, committed before it returns: the run's row is locked,
-/// an ``IngestPlanner`` folds the frames in order and says what to write, and those
-/// operations run in order.
+/// Every ingest is atomic and committed before it returns (one transaction, or on SQLite a
+/// savepoint in a group commit): the run's row is locked, an ``IngestPlanner`` folds the
+/// frames in order and says what to write, and those operations run in order.
 protocol ServerStore: Sendable {
     /// `sqlite` or `postgres`.
     var backend: String { get }
