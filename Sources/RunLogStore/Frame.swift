@@ -206,27 +206,39 @@ enum FrameDecoder {
         }
     }
 
-    /// Decodes a raw payload into records; unknown kinds become `.unknown` and are reported.
+    /// Walks a raw payload's records: for each, its kind byte and a reader over its body
+    /// (`visit` need not read it to the end; the walk moves on to the next record either way).
+    static func forEachRecord(_ raw: [UInt8], _ visit: (_ kind: UInt8, _ body: inout ByteReader) throws(DecodeError) -> Void) throws(DecodeError) {
+        var r = ByteReader(raw)
+        while !r.isAtEnd {
+            let kind = try r.u8()
+            let length = try r.length()
+            var body = ByteReader(raw, offset: r.offset, end: r.offset + length)
+            r.offset += length
+            try visit(kind, &body)
+        }
+    }
+
+    /// The bytes of a record of a kind this version does not know, kept as they are.
+    static func unknown(_ kind: UInt8, _ body: ByteReader) -> Record {
+        .unknown(kind: kind, body: Array(body.bytes[body.offset..<body.end]))
+    }
+
     /// The records that are not history rows, each with its index in the frame (rows count
     /// one each), without decoding a history block beyond its row count.
     static func stateRecords(_ raw: [UInt8], recordCount: UInt32) throws(DecodeError) -> [(index: UInt32, record: Record)] {
-        var r = ByteReader(raw)
         var out: [(index: UInt32, record: Record)] = []
         var index: UInt32 = 0
-        while !r.isAtEnd {
-            let kindByte = try r.u8()
-            let length = try r.length()
-            var body = ByteReader(r.bytes, offset: r.offset, end: r.offset + length)
-            r.offset += length
+        try forEachRecord(raw) { (kindByte, body) throws(DecodeError) in
             guard let kind = LogFormat.RecordKind(rawValue: kindByte) else {
-                out.append((index, .unknown(kind: kindByte, body: Array(raw[body.offset..<body.end]))))
+                out.append((index, unknown(kindByte, body)))
                 index += 1
-                continue
+                return
             }
             if kind == .historyBlock {
                 _ = try body.uvarint()  // branch
                 index += UInt32(try body.length())
-                continue
+                return
             }
             out.append((index, try Record.fromBody(kind: kind, try body.object())))
             index += 1
@@ -236,18 +248,14 @@ enum FrameDecoder {
         return out
     }
 
+    /// Decodes a raw payload into records; unknown kinds become `.unknown` and are reported.
     static func records(_ raw: [UInt8], unknownKind: (UInt8) -> Void = { _ in }) throws(DecodeError) -> [Record] {
-        var r = ByteReader(raw)
         var out: [Record] = []
-        while !r.isAtEnd {
-            let kindByte = try r.u8()
-            let length = try r.length()
-            var body = ByteReader(r.bytes, offset: r.offset, end: r.offset + length)
-            r.offset += length
+        try forEachRecord(raw) { (kindByte, body) throws(DecodeError) in
             guard let kind = LogFormat.RecordKind(rawValue: kindByte) else {
                 unknownKind(kindByte)
-                out.append(.unknown(kind: kindByte, body: Array(raw[body.offset..<body.end])))
-                continue
+                out.append(unknown(kindByte, body))
+                return
             }
             if kind == .historyBlock {
                 for row in try HistoryBlockBuilder.decodeRows(&body) { out.append(.history(row)) }

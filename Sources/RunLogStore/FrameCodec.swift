@@ -94,18 +94,13 @@ public enum FrameCodec {
     public static func items(of frame: StoredFrame) throws(StoreError) -> [Item] {
         do {
             let raw = try FrameDecoder.rawPayload(header: frame.header, stored: Array(frame.bytes[LogFormat.frameHeaderSize...]), zstd: ZstdContext())
-            var r = ByteReader(raw)
             var out: [Item] = []
             var index: UInt32 = 0
-            while !r.isAtEnd {
-                let kindByte = try r.u8()
-                let length = try r.length()
-                var body = ByteReader(r.bytes, offset: r.offset, end: r.offset + length)
-                r.offset += length
+            try FrameDecoder.forEachRecord(raw) { (kindByte, body) throws(DecodeError) in
                 guard let kind = LogFormat.RecordKind(rawValue: kindByte) else {
-                    out.append(.record(.unknown(kind: kindByte, body: Array(raw[body.offset..<body.end])), index: index))
+                    out.append(.record(FrameDecoder.unknown(kindByte, body), index: index))
                     index += 1
-                    continue
+                    return
                 }
                 if kind == .historyBlock {
                     let block = try decodeBlock(&body)

@@ -255,26 +255,21 @@ public final class LogReader: @unchecked Sendable {
         let bytes = try storedFrame(frame)
         do {
             let raw = try FrameDecoder.rawPayload(header: frame.header, stored: Array(bytes[LogFormat.frameHeaderSize...]), zstd: zstd)
-            var r = ByteReader(raw)
             var blocks: [FrameSteps.Block] = []
             var index: UInt32 = 0
-            while !r.isAtEnd {
-                let kind = try r.u8()
-                let length = try r.length()
-                let start = r.offset, end = r.offset + length
-                if kind == LogFormat.RecordKind.historyBlock.rawValue {
-                    var body = ByteReader(raw, offset: start, end: end)
-                    let branch = UInt32(truncatingIfNeeded: try body.uvarint())
-                    let n = try body.length()
-                    var steps = [Int64](repeating: 0, count: n)
-                    var step: Int64 = 0
-                    for i in 0..<n { step &+= try body.svarint(); steps[i] = step }
-                    blocks.append(FrameSteps.Block(branch: branch, steps: steps, firstIndex: index, body: start..<end))
-                    index += UInt32(n)
-                } else {
+            try FrameDecoder.forEachRecord(raw) { (kind, body) throws(DecodeError) in
+                guard kind == LogFormat.RecordKind.historyBlock.rawValue else {
                     index += 1
+                    return
                 }
-                r.offset = end
+                let range = body.offset..<body.end
+                let branch = UInt32(truncatingIfNeeded: try body.uvarint())
+                let n = try body.length()
+                var steps = [Int64](repeating: 0, count: n)
+                var step: Int64 = 0
+                for i in 0..<n { step &+= try body.svarint(); steps[i] = step }
+                blocks.append(FrameSteps.Block(branch: branch, steps: steps, firstIndex: index, body: range))
+                index += UInt32(n)
             }
             guard index == frame.header.recordCount else {
                 throw DecodeError("header says \(frame.header.recordCount) records, payload holds \(index)")
