@@ -20,6 +20,8 @@ let package = Package(
     targets: [
         // Workload W (shared/bench/WORKLOAD.md) as a deterministic Swift generator.
         .target(name: "Workload"),
+        // The figure executables' command-line options and output.
+        .target(name: "BenchCLI"),
         // The store scenarios every figure is made of, shared by the two runners below.
         .target(
             name: "StoreScenarios",
@@ -29,26 +31,26 @@ let package = Package(
         // Plain executable: runs every scenario once and prints the Markdown table the README quotes.
         .executableTarget(
             name: "store-figures",
-            dependencies: ["StoreScenarios", "Workload", .product(name: "RunLogStore", package: "RunLog")]
+            dependencies: ["BenchCLI", "StoreScenarios", "Workload", .product(name: "RunLogStore", package: "RunLog")]
         ),
         // `Run.log` cost through the SDK (median/p99 per call, bytes/step, peak RSS).
         .executableTarget(
             name: "sdk-figures",
             dependencies: [
-                "StoreScenarios", "Workload",
+                "BenchCLI", "StoreScenarios", "Workload",
                 .product(name: "RunLog", package: "RunLog"), .product(name: "RunLogStore", package: "RunLog"),
             ]
         ),
         // Server ingest and chart-query figures (ServerBenchmark.run), SQLite and PostgreSQL.
         .executableTarget(
             name: "server-figures",
-            dependencies: [.product(name: "RunLogServer", package: "RunLog"), .product(name: "Logging", package: "swift-log")]
+            dependencies: ["BenchCLI", .product(name: "RunLogServer", package: "RunLog"), .product(name: "Logging", package: "swift-log")]
         ),
         // Bulk sync end to end: LogWriter runs → SyncEngine over HTTP → embedded server.
         .executableTarget(
             name: "sync-figures",
             dependencies: [
-                "StoreScenarios", "Workload",
+                "BenchCLI", "StoreScenarios", "Workload",
                 .product(name: "RunLogStore", package: "RunLog"), .product(name: "RunLogSync", package: "RunLog"),
                 .product(name: "RunLogServer", package: "RunLog"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -14,21 +14,15 @@
 //     that the clock does not dominate;
 //   - building the dictionary alone (the caller's share, no run involved);
 //   - bytes/step of the run directory after `finish`, and the process's peak RSS (VmHWM).
+import BenchCLI
 import Foundation
 import RunLog
 import RunLogStore
 import StoreScenarios
 import Workload
 
-func say(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
-func out(_ s: String) { FileHandle.standardOutput.write(Data((s + "\n").utf8)) }
 
 let args = Array(CommandLine.arguments.dropFirst())
-func option(_ name: String) -> String? {
-    guard let i = args.firstIndex(of: name), i + 1 < args.count else { return nil }
-    return args[i + 1]
-}
-func intOption(_ name: String, _ fallback: Int) -> Int { option(name).flatMap { Int($0.replacingOccurrences(of: "_", with: "")) } ?? fallback }
 
 @inline(__always) func nanos() -> UInt64 {
     var ts = timespec()
@@ -37,7 +31,6 @@ func intOption(_ name: String, _ fallback: Int) -> Int { option(name).flatMap { 
 }
 
 func ns(_ x: Double) -> String { x < 10_000 ? String(format: "%.0f ns", x) : String(format: "%.1f µs", x / 1000) }
-func mib(_ b: UInt64) -> String { String(format: "%.1f MiB", Double(b) / 1048576) }
 
 /// One step's dictionary, as a training loop builds it: `["loss": …, "acc": …, …]`.
 @inline(__always) func dictionary(_ v: UnsafeBufferPointer<Double>) -> [String: Double] {

@@ -12,19 +12,13 @@
 // transactions (split, checksums, decode, chunking, storage; SQLite with synchronous=FULL); the
 // chart query reads one metric's chunks over the whole run, downsamples to 1,000 points and
 // writes the JSON (30 repeats, median and p95).
+import BenchCLI
 import Foundation
 import Logging
 import RunLogServer
 
-func say(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
-func out(_ s: String) { FileHandle.standardOutput.write(Data((s + "\n").utf8)) }
 
 let args = Array(CommandLine.arguments.dropFirst())
-func option(_ name: String) -> String? {
-    guard let i = args.firstIndex(of: name), i + 1 < args.count else { return nil }
-    return args[i + 1]
-}
-func intOption(_ name: String, _ fallback: Int) -> Int { option(name).flatMap { Int($0.replacingOccurrences(of: "_", with: "")) } ?? fallback }
 
 let rows = intOption("--rows", 1_000_000)
 let repeats = max(1, intOption("--repeats", 3))
@@ -34,7 +28,6 @@ let postgres = ProcessInfo.processInfo.environment["RUNLOG_BENCH_POSTGRES_URL"].
 var logger = Logger(label: "runlog.server.bench")
 logger.logLevel = .warning
 
-func rate(_ x: Double) -> String { x >= 1e6 ? String(format: "%.2f M", x / 1e6) : String(format: "%.0f k", x / 1e3) }
 func ms(_ x: Double) -> String { String(format: "%.2f ms", x) }
 func median<T>(_ a: [T], by key: (T) -> Double) -> T { a.sorted { key($0) < key($1) }[a.count / 2] }
 

@@ -6,26 +6,19 @@
 //
 // Scratch data goes under $RUNLOG_BENCH_DIR (default: the system temp directory), about 1.5 GB
 // at the default sizes, and is removed at the end unless --keep is given.
+import BenchCLI
 import Foundation
 import RunLogStore
 import StoreScenarios
 import Workload
 
-func say(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
-func out(_ s: String) { FileHandle.standardOutput.write(Data((s + "\n").utf8)) }
 
 let args = Array(CommandLine.arguments.dropFirst())
-@MainActor func option(_ name: String) -> String? {
-    guard let i = args.firstIndex(of: name), i + 1 < args.count else { return nil }
-    return args[i + 1]
-}
-@MainActor func intOption(_ name: String, _ fallback: Int) -> Int { option(name).flatMap { Int($0.replacingOccurrences(of: "_", with: "")) } ?? fallback }
 
 let MiB = 1024.0 * 1024.0
 func fmtG(_ x: Double) -> String { String(format: "%.6g", x) }
 func fmt(_ x: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", x) }
 func ms(_ s: Double) -> String { s < 0.01 ? String(format: "%.3f ms", s * 1e3) : String(format: "%.1f ms", s * 1e3) }
-func rate(_ x: Double) -> String { x >= 1e6 ? String(format: "%.2f M", x / 1e6) : String(format: "%.0f k", x / 1e3) }
 
 // MARK: Child mode: write a large log in a fresh process, so VmHWM is the write's alone.
 

@@ -10,6 +10,7 @@
 //
 // Scratch data (≈ 0.65 GB of logs at the defaults, plus the server's database) goes under
 // $RUNLOG_BENCH_DIR or the system temp dir and is removed at the end unless --keep.
+import BenchCLI
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -24,17 +25,8 @@ import StoreScenarios
 import Synchronization
 import Workload
 
-func say(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
-func out(_ s: String) { FileHandle.standardOutput.write(Data((s + "\n").utf8)) }
 
 let args = Array(CommandLine.arguments.dropFirst())
-func option(_ name: String) -> String? {
-    guard let i = args.firstIndex(of: name), i + 1 < args.count else { return nil }
-    return args[i + 1]
-}
-func intOption(_ name: String, _ fallback: Int) -> Int { option(name).flatMap { Int($0.replacingOccurrences(of: "_", with: "")) } ?? fallback }
-func rate(_ x: Double) -> String { x >= 1e6 ? String(format: "%.2f M", x / 1e6) : String(format: "%.0f k", x / 1e3) }
-func mib(_ b: UInt64) -> String { String(format: "%.1f MiB", Double(b) / 1048576) }
 
 let runs = intOption("--runs", 1000)
 let steps = intOption("--steps", 10_000)
