@@ -226,11 +226,12 @@ enum FrameDecoder {
 
     /// The records that are not history rows, each with its index in the frame (rows count
     /// one each), without decoding a history block beyond its row count.
-    static func stateRecords(_ raw: [UInt8], recordCount: UInt32) throws(DecodeError) -> [(index: UInt32, record: Record)] {
+    static func stateRecords(_ raw: [UInt8], recordCount: UInt32, unknownKind: (UInt8) -> Void = { _ in }) throws(DecodeError) -> [(index: UInt32, record: Record)] {
         var out: [(index: UInt32, record: Record)] = []
         var index: UInt32 = 0
         try forEachRecord(raw) { (kindByte, body) throws(DecodeError) in
             guard let kind = LogFormat.RecordKind(rawValue: kindByte) else {
+                unknownKind(kindByte)
                 out.append((index, unknown(kindByte, body)))
                 index += 1
                 return

@@ -220,41 +220,42 @@ public final class LogReader: @unchecked Sendable {
 
     /// The frame's records, in order.
     public func records(in frame: FrameInfo) throws(StoreError) -> [Record] {
-        let bytes = try storedFrame(frame)
-        do {
-            let raw = try FrameDecoder.rawPayload(header: frame.header, stored: Array(bytes[LogFormat.frameHeaderSize...]), zstd: zstd)
-            let records = try FrameDecoder.records(raw) { kind in
-                self.unknownKinds[kind, default: 0] += 1
-                self.logger.warning("skipping unknown record kind", metadata: ["kind": "\(kind)", "frame": "\(frame.header.sequence)"])
-            }
+        try decodePayload(of: frame) { (raw) throws(DecodeError) in
+            let records = try FrameDecoder.records(raw) { noteUnknown($0, in: frame) }
             guard records.count == Int(frame.header.recordCount) else {
                 throw DecodeError("header says \(frame.header.recordCount) records, payload holds \(records.count)")
             }
             return records
+        }
+    }
+
+    /// `decode` of the frame's raw payload; a failure of either is `.corrupted` at the frame.
+    private func decodePayload<T>(of frame: FrameInfo, _ decode: ([UInt8]) throws(DecodeError) -> T) throws(StoreError) -> T {
+        let bytes = try storedFrame(frame)
+        do {
+            return try decode(try FrameDecoder.rawPayload(header: frame.header, stored: Array(bytes[LogFormat.frameHeaderSize...]), zstd: zstd))
         } catch {
             throw StoreError(.corrupted, "frame \(frame.header.sequence) is malformed: \(error)", path: path, offset: frame.offset)
         }
     }
 
+    /// Counts and reports a record of a kind this version does not know (it is kept as `.unknown`).
+    private func noteUnknown(_ kind: UInt8, in frame: FrameInfo) {
+        unknownKinds[kind, default: 0] += 1
+        logger.warning("skipping unknown record kind", metadata: ["kind": "\(kind)", "frame": "\(frame.header.sequence)"])
+    }
+
     /// The frame's records other than history rows, with their indices in the frame.
     func stateRecords(in frame: FrameInfo) throws(StoreError) -> [(index: UInt32, record: Record)] {
-        let bytes = try storedFrame(frame)
-        do {
-            let raw = try FrameDecoder.rawPayload(header: frame.header, stored: Array(bytes[LogFormat.frameHeaderSize...]), zstd: zstd)
-            let records = try FrameDecoder.stateRecords(raw, recordCount: frame.header.recordCount)
-            for case (_, .unknown(let kind, _)) in records { unknownKinds[kind, default: 0] += 1 }
-            return records
-        } catch {
-            throw StoreError(.corrupted, "frame \(frame.header.sequence) is malformed: \(error)", path: path, offset: frame.offset)
+        try decodePayload(of: frame) { (raw) throws(DecodeError) in
+            try FrameDecoder.stateRecords(raw, recordCount: frame.header.recordCount) { noteUnknown($0, in: frame) }
         }
     }
 
     /// The frame's payload and the steps of its history blocks, without decoding a single
     /// value column (see ``FrameSteps``).
     func historySteps(in frame: FrameInfo) throws(StoreError) -> FrameSteps {
-        let bytes = try storedFrame(frame)
-        do {
-            let raw = try FrameDecoder.rawPayload(header: frame.header, stored: Array(bytes[LogFormat.frameHeaderSize...]), zstd: zstd)
+        try decodePayload(of: frame) { (raw) throws(DecodeError) in
             var blocks: [FrameSteps.Block] = []
             var index: UInt32 = 0
             try FrameDecoder.forEachRecord(raw) { (kind, body) throws(DecodeError) in
@@ -275,8 +276,6 @@ public final class LogReader: @unchecked Sendable {
                 throw DecodeError("header says \(frame.header.recordCount) records, payload holds \(index)")
             }
             return FrameSteps(raw: raw, blocks: blocks)
-        } catch {
-            throw StoreError(.corrupted, "frame \(frame.header.sequence) is malformed: \(error)", path: path, offset: frame.offset)
         }
     }
 

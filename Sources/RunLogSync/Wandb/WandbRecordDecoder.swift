@@ -153,7 +153,7 @@ package enum WandbRecordDecoder {
     /// `items` (emptied first), and reads its `step.num`. Fails wherever ``decode(_:)`` would.
     /// - Returns: the record's number and its `step.num` (nil without a `step` message).
     static func historyItems(_ array: [UInt8], into items: inout [ItemSpan]) throws(ProtoError) -> (number: Int64, step: Int64?) {
-        try array.withUnsafeBufferPointer { bytes in Result { () throws(ProtoError) in try historyItems(bytes, into: &items) } }.get()
+        try borrowing(array) { bytes throws(ProtoError) in try historyItems(bytes, into: &items) }
     }
 
     static func historyItems(_ bytes: UnsafeBufferPointer<UInt8>, into items: inout [ItemSpan]) throws(ProtoError) -> (number: Int64, step: Int64?) {

@@ -368,13 +368,18 @@ public struct WandbRun: Sendable {
                 if item.nestedKey.count > 1 { nested[key] = item.nestedKey } else { nested[key] = nil }
             }
             let step: Int64
-            switch values["_step"] {
-            case .int(let i)?: step = i
-            case .double(let d)? where d == d.rounded() && abs(d) < 9.2e18: step = Int64(d)
-            default: step = h.step ?? defaultStep
-            }
+            step = Self.step(values["_step"]) ?? h.step ?? defaultStep
             lastRowStep = step
             return WandbHistoryRow(step: step, values: values, nestedPaths: nested)
+        }
+
+        /// A `_step` value as a step: an integer, or a float with an integral value.
+        static func step(_ value: Value?) -> Int64? {
+            switch value {
+            case .int(let i)?: return i
+            case .double(let d)? where d == d.rounded() && abs(d) < 9.2e18: return Int64(d)
+            default: return nil
+            }
         }
 
         /// The step of a row that names none: one after the last row's, else 0.

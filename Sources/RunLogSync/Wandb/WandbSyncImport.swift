@@ -177,15 +177,14 @@ public enum WandbSyncImport {
             for batch in waves {
                 // Runs are independent within a wave: each streams its sessions' records into
                 // its own cache run.
-                _ = parallelMap(batch) { k -> Bool in
-                            let list = groups[k]!
+                _ = parallelMap(batch) { k in
+                    let list = groups[k]!
                     do {
                         let added = try WandbSyncImport.fold(list, into: cache + "/" + k, cache: cache)
                         ready(.success(Self.prepared(k, list, cache: cache, added: added)))
                     } catch {
                         ready(.failure(PlanError(directory: cache + "/" + k, sessions: list.map(\.file), underlying: error)))
                     }
-                    return true
                 }
             }
         }
@@ -291,6 +290,8 @@ public enum WandbSyncImport {
     }
 
     static func micros(_ t: WandbTimestamp?) -> Int64 { t.map { $0.seconds * 1_000_000 + Int64($0.nanos) / 1000 } ?? 0 }
+    /// `_timestamp` (seconds, a float) in microseconds.
+    static func micros(seconds: Double) -> Int64 { Int64((seconds * 1e6).rounded()) }
 
     static func metadata(_ run: WandbRun) -> [String: Value] {
         var meta: [String: Value] = ["id": .string(run.id), "project": .string(run.project.isEmpty ? "uncategorized" : run.project),
@@ -364,7 +365,7 @@ public enum WandbSyncImport {
     /// A row as read: `_step` and `_timestamp` become the row's step and time.
     static func appendRow(_ row: WandbHistoryRow, to w: LogWriter, defaultTime: Int64) throws {
         var values = row.values
-        let t = values.removeValue(forKey: "_timestamp")?.doubleValue.map { Int64(($0 * 1e6).rounded()) } ?? defaultTime
+        let t = values.removeValue(forKey: "_timestamp")?.doubleValue.map(micros(seconds:)) ?? defaultTime
         values["_step"] = nil
         try w.appendRow(step: row.step, timestamp: t, values: values)
     }
@@ -425,7 +426,7 @@ public enum WandbSyncImport {
         mutating func append(_ row: Row, to w: LogWriter, defaultTime: Int64) throws {
             switch row {
             case .fast(let step, let time):
-                try w.appendRow(step: step, timestamp: time.map { Int64(($0 * 1e6).rounded()) } ?? defaultTime, keys: keys, doubles: doubles)
+                try w.appendRow(step: step, timestamp: time.map(WandbSyncImport.micros(seconds:)) ?? defaultTime, keys: keys, doubles: doubles)
             case .full(let r):
                 try WandbSyncImport.appendRow(r, to: w, defaultTime: defaultTime)
             }
@@ -450,11 +451,7 @@ public enum WandbSyncImport {
                     if key.count == 5, key.elementsEqual(Self.stepKey) {
                         guard !sawStep else { return false }
                         sawStep = true
-                        switch value {
-                        case .int(let i): step = i
-                        case .double(let d) where d == d.rounded() && abs(d) < 9.2e18: step = Int64(d)
-                        default: break
-                        }
+                        step = WandbRun.Builder.step(value)
                     } else if key.count == 10, key.elementsEqual(Self.timestampKey) {
                         guard !sawTime else { return false }
                         sawTime = true
