@@ -66,6 +66,11 @@ struct ChunkDecodeError: Error, CustomStringConvertible {
 extension HistoryChunk {
     // MARK: Building
 
+    /// The chunks of a frame's history blocks, in order.
+    static func chunks(of blocks: [FrameCodec.HistoryBlock], sequence: UInt64) -> [HistoryChunk] {
+        blocks.flatMap { chunks(of: $0, sequence: sequence) }
+    }
+
     /// The chunks of one history block: one per column, plus `_timestamp`.
     static func chunks(of block: FrameCodec.HistoryBlock, sequence: UInt64) -> [HistoryChunk] {
         var out: [HistoryChunk] = []

@@ -1,14 +1,14 @@
 import RunLogStore
 
 /// A frame checked and decoded before any database work, so that a request's decoding
-/// (decompression, column decoding, chunk encoding) runs outside the storage transaction
-/// and in parallel with other requests.
+/// (decompression, column decoding) runs outside the storage transaction and in parallel
+/// with other requests.
 struct PreparedFrame: Sendable {
     enum Piece: Sendable {
         /// A record that is not a history row, with its index in the frame.
         case record(Record, index: UInt32)
-        /// A history block, as per-metric chunks; `rows` rows, on `branch`.
-        case block(chunks: [HistoryChunk], rows: Int, firstStep: Int64, lastStep: Int64, branch: UInt32)
+        /// A history block (at least one row), with its smallest and largest step.
+        case block(FrameCodec.HistoryBlock, firstStep: Int64, lastStep: Int64)
     }
 
     var sequence: UInt64
@@ -17,13 +17,8 @@ struct PreparedFrame: Sendable {
     /// Whether a piece is a record that changes metadata, config, summary, tags, lineage or state.
     var hasState: Bool
 
-    /// About how many bytes storing the frame writes: its own and its chunks'.
-    var storedBytes: Int {
-        pieces.reduce(bytes.count) { n, p in
-            if case .block(let chunks, _, _, _, _) = p { return n + chunks.reduce(0) { $0 + $1.steps.count + $1.values.count + 64 } }
-            return n
-        }
-    }
+    /// The bytes storing the frame writes (its chunks are built later, see ``ChunkIndex``).
+    var storedBytes: Int { bytes.count }
 
     /// Decodes a checked frame.
     /// - Throws: `.corrupted` when the payload does not decode.
@@ -40,8 +35,7 @@ struct PreparedFrame: Sendable {
                 }
             case .block(let b, _):
                 guard b.rowCount > 0 else { continue }
-                pieces.append(.block(chunks: HistoryChunk.chunks(of: b, sequence: frame.header.sequence), rows: b.rowCount,
-                                     firstStep: b.steps.min()!, lastStep: b.steps.max()!, branch: b.branch))
+                pieces.append(.block(b, firstStep: b.steps.min()!, lastStep: b.steps.max()!))
             }
         }
         return PreparedFrame(sequence: frame.header.sequence, bytes: frame.bytes, pieces: pieces, hasState: hasState)
@@ -77,8 +71,9 @@ struct MaterializedRun: Sendable, Hashable {
 enum IngestOperation: Sendable {
     /// Store the frame's bytes under `(run, sequence)`.
     case frame(sequence: UInt64, bytes: [UInt8])
-    /// Insert history chunks.
-    case chunks([HistoryChunk])
+    /// Insert the history chunks of these blocks of frame `sequence`
+    /// (``HistoryChunk/chunks(of:sequence:)``, one per metric and block).
+    case chunks(of: [FrameCodec.HistoryBlock], sequence: UInt64)
     /// Move every live point with a step above `afterStep` to archived `branch` (splitting
     /// the chunks that straddle it).
     case archive(afterStep: Int64, branch: UInt32)
@@ -143,25 +138,25 @@ struct IngestPlanner: Sendable {
         precondition(!frame.hasState || plan.run.documentsLoaded, "documents must be loaded to apply state records")
         plan.stored += 1
         var ops: [IngestOperation] = [.frame(sequence: frame.sequence, bytes: frame.bytes)]
-        var pending: [HistoryChunk] = []
+        var pending: [FrameCodec.HistoryBlock] = []
         for piece in frame.pieces {
             switch piece {
-            case .block(let chunks, let rows, _, let last, let branch):
-                pending.append(contentsOf: chunks)
-                if branch == 0 {
-                    plan.run.historyRows += Int64(rows)
+            case .block(let block, _, let last):
+                pending.append(block)
+                if block.branch == 0 {
+                    plan.run.historyRows += Int64(block.rowCount)
                     plan.run.lastStep = max(plan.run.lastStep ?? last, last)
                 }
             case .record(let record, let index):
                 // Points written before a rewind marker are archived by it: plan them first.
                 if case .rewind = record, !pending.isEmpty {
-                    ops.append(.chunks(pending))
+                    ops.append(.chunks(of: pending, sequence: frame.sequence))
                     pending = []
                 }
                 Materializer.apply(record, index: index, sequence: frame.sequence, to: &plan, ops: &ops)
             }
         }
-        if !pending.isEmpty { ops.append(.chunks(pending)) }
+        if !pending.isEmpty { ops.append(.chunks(of: pending, sequence: frame.sequence)) }
         plan.run.acknowledged = frame.sequence
         return ops
     }

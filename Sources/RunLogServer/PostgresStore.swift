@@ -362,8 +362,8 @@ final class PostgresStore: ServerStore {
         case .frame(let seq, let bytes):
             let s = Int64(bitPattern: seq), b = Self.buffer(bytes)
             try await conn.query("INSERT INTO frames (run, seq, bytes) VALUES (\(runID), \(s), \(b))", logger: logger)
-        case .chunks(let chunks):
-            try await insert(conn, chunks, run: runID)
+        case .chunks(let blocks, let sequence):
+            try await insert(conn, HistoryChunk.chunks(of: blocks, sequence: sequence), run: runID)
         case .archive(let step, let branch):
             var straddling: [(Int64, HistoryChunk)] = []
             var binds = PostgresBindings()
@@ -484,7 +484,7 @@ final class PostgresStore: ServerStore {
         }
     }
 
-    func run(_ key: RunKey) async throws -> RunDetail? {
+    func run(_ key: RunKey, metrics withMetrics: Bool) async throws -> RunDetail? {
         try await wrap {
             try await client.withConnection { conn in
                 var stored: StoredRunRow?
@@ -513,6 +513,7 @@ final class PostgresStore: ServerStore {
                     files.append(FileReference(path: path, size: size, digest: digest, policy: policy, timestamp: t))
                 }
                 var metrics: [MetricInfo] = []
+                if withMetrics {
                 for try await (name, count, first, last) in try await conn.query(
                     """
                     SELECT metric, SUM(count)::BIGINT, MIN(first_step), MAX(last_step) FROM history_chunks
@@ -520,6 +521,7 @@ final class PostgresStore: ServerStore {
                     """, logger: logger
                 ).decode((String, Int64, Int64, Int64).self) {
                     metrics.append(MetricInfo(name: name, count: count, firstStep: first, lastStep: last))
+                }
                 }
                 var frames: Int64 = 0
                 for try await c in try await conn.query("SELECT COUNT(*)::BIGINT FROM frames WHERE run = \(row.id)", logger: logger)

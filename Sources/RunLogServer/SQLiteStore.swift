@@ -14,6 +14,16 @@ import Synchronization
 /// and `fsync`, not the periodic checkpoint SQLite would otherwise run inside a commit.
 /// The writer still checkpoints by itself if the WAL reaches 1 GiB (the background one
 /// being unable to keep up).
+///
+/// History chunks are built lazily. An ingest stores the frames as sent (and the run's
+/// documents); a run's chunks are built from its stored frames, in order, when something
+/// first reads them (a chart, the run's metrics, a fork's prefix), and `runs.chunked` says
+/// through which frame they are built. Chunks were most of the bytes an ingest wrote
+/// (88 B per row of workload W64 against the frame's 61 B), and the commit of those bytes
+/// bounded bulk sync; a chart read of a run synced since it was last read pays for its new
+/// frames once. A frame with a rewind that archives points brings the chunks up to date
+/// inside the ingest, because the archive moves chunks and the run's live row count is read
+/// back from them; the rest of that request is then chunked as it is stored.
 final class SQLiteStore: ServerStore {
     let backend = "sqlite"
     let path: String
@@ -122,7 +132,13 @@ final class SQLiteStore: ServerStore {
         CREATE TABLE run_files (
             run INTEGER NOT NULL REFERENCES runs(id), path TEXT NOT NULL, size INTEGER NOT NULL, digest TEXT NOT NULL,
             policy TEXT NOT NULL, t INTEGER NOT NULL, PRIMARY KEY (run, path));
+        """,
+        // 2: history chunks are built lazily, through frame `chunked` (see the type's comment).
+        // A database from before holds every ingested frame's chunks.
         """
+        ALTER TABLE runs ADD COLUMN chunked INTEGER NOT NULL DEFAULT 0;
+        UPDATE runs SET chunked = acknowledged;
+        """,
     ]
 
     /// Sets the connection up and applies the migrations it lacks; returns how many ran.
@@ -334,13 +350,26 @@ final class SQLiteStore: ServerStore {
         let runID = row.id
         var planner = IngestPlanner(run: row.materialized(documents: false))
         if planner.isGap(after: after) { throw Gap(acknowledged: row.acknowledged) }
+        // Chunks are built as frames are stored only from a frame that archives points on.
+        var chunking = false
         for i in 0..<frames.count {
             let frame = try frames.get(i)
             if frame.hasState && !planner.documentsLoaded { planner.loadDocuments(from: row) }
-            for op in planner.add(frame) { try execute(db, op, run: runID) }
+            let ops = planner.add(frame)
+            if !chunking, ops.contains(where: { if case .archive = $0 { true } else { false } }) {
+                try buildChunks(db, run: runID, through: frame.sequence - 1)
+                chunking = true
+            }
+            for op in ops {
+                if case .chunks = op, !chunking { continue }
+                try execute(db, op, run: runID)
+            }
         }
         let plan = planner.plan
         var run = plan.run
+        if chunking {
+            try db.run("UPDATE runs SET chunked = ? WHERE id = ?", [.int(Int64(bitPattern: run.acknowledged)), .int(runID)])
+        }
         if plan.archived {
             let (last, rows) = try db.first(
                 "SELECT MAX(last_step), COALESCE(SUM(count), 0) FROM history_chunks WHERE run = ? AND branch = 0 AND metric = ?",
@@ -370,12 +399,70 @@ final class SQLiteStore: ServerStore {
         return .stored(acknowledged: run.acknowledged, stored: plan.stored, skipped: plan.skipped)
     }
 
+    /// How many stored frames one step of ``buildChunks(_:run:through:)`` reads.
+    private static let chunkBuildPage = 64
+
+    /// Builds the run's chunks of its stored frames after `runs.chunked` through `through`,
+    /// in sequence order (a rewind archives what the frames before it put on branch 0),
+    /// and moves `runs.chunked` to `through`. Returns the stored bytes read. Runs inside the
+    /// caller's transaction on the writer.
+    @discardableResult
+    private static func buildChunks(_ db: SQLiteConnection, run runID: Int64, through: UInt64) throws -> Int {
+        let chunked = try db.first("SELECT chunked FROM runs WHERE id = ?", [.int(runID)]) { UInt64(bitPattern: $0.int(0)) } ?? 0
+        guard chunked < through else { return 0 }
+        var after = chunked, bytes = 0
+        while true {
+            let page = try db.query(
+                "SELECT seq, bytes FROM frames WHERE run = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                [.int(runID), .int(Int64(bitPattern: after)), .int(Int64(bitPattern: through)), .int(Int64(chunkBuildPage))]
+            ) { (UInt64(bitPattern: $0.int(0)), $0.blob(1)) }
+            for (seq, stored) in page {
+                let frame: PreparedFrame
+                do throws(StoreError) {
+                    let parts = try FrameCodec.split(stored)
+                    guard parts.count == 1 else { throw StoreError(.corrupted, "holds \(parts.count) frames") }
+                    frame = try PreparedFrame.prepare(parts[0])
+                } catch {
+                    throw ServerError(.storage, "stored frame \(seq) of run \(runID) does not decode: \(error.message)", underlying: error)
+                }
+                // The planner gives the frame's chunk and archive operations in their order.
+                var replay = IngestPlanner(run: MaterializedRun(acknowledged: seq - 1))
+                for op in replay.add(frame) {
+                    switch op {
+                    case .chunks, .archive: try execute(db, op, run: runID)
+                    case .frame, .rewind, .file: break
+                    }
+                }
+                after = seq
+                bytes += stored.count
+            }
+            if page.count < chunkBuildPage { break }
+        }
+        try db.run("UPDATE runs SET chunked = ? WHERE id = ?", [.int(Int64(bitPattern: through)), .int(runID)])
+        return bytes
+    }
+
+    /// Builds the chunks of the run's frames stored since they were last built, if any.
+    private func chunksBuilt(_ key: RunKey) async throws {
+        let stale = try await reader.perform { db in
+            try db.first("SELECT r.id, r.chunked < r.acknowledged " + Self.runByKey, Self.keyBinds(key)) { ($0.int(0), $0.int(1) != 0) }
+        }
+        guard let (runID, isStale) = stale, isStale else { return }
+        let bytes = try await writer.perform { db in
+            try db.transaction {
+                let acknowledged = try db.first("SELECT acknowledged FROM runs WHERE id = ?", [.int(runID)]) { UInt64(bitPattern: $0.int(0)) } ?? 0
+                return try Self.buildChunks(db, run: runID, through: acknowledged)
+            }
+        }
+        committed(bytes: bytes * 2)
+    }
+
     private static func execute(_ db: SQLiteConnection, _ op: IngestOperation, run runID: Int64) throws {
         switch op {
         case .frame(let seq, let bytes):
             try db.run("INSERT INTO frames (run, seq, bytes) VALUES (?, ?, ?)", [.int(runID), .int(Int64(bitPattern: seq)), .blob(bytes)])
-        case .chunks(let chunks):
-            for c in chunks { try insert(db, c, run: runID) }
+        case .chunks(let blocks, let sequence):
+            for c in HistoryChunk.chunks(of: blocks, sequence: sequence) { try insert(db, c, run: runID) }
         case .archive(let step, let branch):
             let straddling = try db.query(
                 "SELECT id, " + chunkColumns + " FROM history_chunks WHERE run = ? AND branch = 0 AND first_step <= ? AND last_step > ?",
@@ -452,8 +539,9 @@ final class SQLiteStore: ServerStore {
         }
     }
 
-    func run(_ key: RunKey) async throws -> RunDetail? {
-        try await reader.perform { db in
+    func run(_ key: RunKey, metrics withMetrics: Bool) async throws -> RunDetail? {
+        if withMetrics { try await chunksBuilt(key) }
+        return try await reader.perform { db in
             try db.transaction(immediate: false) {
                 guard let row = try db.first("SELECT " + Self.runColumns + " " + Self.runByKey, Self.keyBinds(key), { Self.runRow($0) }) else {
                     return nil
@@ -471,7 +559,7 @@ final class SQLiteStore: ServerStore {
                 let files = try db.query("SELECT path, size, digest, policy, t FROM run_files WHERE run = ? ORDER BY path", [.int(row.id)]) {
                     FileReference(path: $0.text(0), size: $0.int(1), digest: $0.text(2), policy: $0.text(3), timestamp: $0.int(4))
                 }
-                let metrics = try db.query(
+                let metrics = !withMetrics ? [] : try db.query(
                     """
                     SELECT metric, SUM(count), MIN(first_step), MAX(last_step) FROM history_chunks
                     WHERE run = ? AND branch = 0 GROUP BY metric ORDER BY metric
@@ -483,7 +571,8 @@ final class SQLiteStore: ServerStore {
     }
 
     func chunks(_ key: RunKey, metric: String, branch: UInt32, range: ClosedRange<Int64>) async throws -> [HistoryChunk] {
-        try await reader.perform { db in
+        try await chunksBuilt(key)
+        return try await reader.perform { db in
             try db.query(
                 "SELECT " + Self.chunkColumns + " FROM history_chunks WHERE run = (SELECT r.id " + Self.runByKey + ")"
                     + " AND metric = ? AND branch = ? AND first_step <= ? AND last_step >= ? ORDER BY first_step, seq",

@@ -74,6 +74,7 @@ struct RunDetail: Sendable {
     var forks: [ForkChild]
     var rewinds: [StoredRewind]
     var files: [FileReference]
+    /// Empty when the run was read without its metrics (``ServerStore/run(_:metrics:)``).
     var metrics: [MetricInfo]
     var storedFrames: Int64
 }
@@ -169,7 +170,10 @@ protocol ServerStore: Sendable {
     func entities() async throws -> [EntityInfo]
     func projects(entity: String) async throws -> [ProjectInfo]
     func runs(entity: String, project: String, filter: RunFilter) async throws -> [RunInfo]
-    func run(_ key: RunKey) async throws -> RunDetail?
+    /// The run with its forks, rewinds and files; with its live metrics (name, points, step
+    /// range) too when `metrics` is set, otherwise `metrics` is empty (it is the costlier part:
+    /// a store may have history chunks to build first).
+    func run(_ key: RunKey, metrics: Bool) async throws -> RunDetail?
     /// The chunks of one metric on one branch that overlap `range`, ordered by first step.
     func chunks(_ key: RunKey, metric: String, branch: UInt32, range: ClosedRange<Int64>) async throws -> [HistoryChunk]
     /// The frames stored for a run with a sequence above `after`, in order (raw bytes).
@@ -177,6 +181,11 @@ protocol ServerStore: Sendable {
 
     /// Releases connections.
     func close() async
+}
+
+extension ServerStore {
+    /// The run with everything its page shows, metrics included.
+    func run(_ key: RunKey) async throws -> RunDetail? { try await run(key, metrics: true) }
 }
 
 /// Opens the store a database string names — a `postgres://` (or `postgresql://`) URL, or

@@ -202,6 +202,54 @@ struct ReadTests {
         }
     }
 
+    /// History chunks may be built when frames arrive or later, when they are first read
+    /// (SQLite builds them lazily): either way a reader sees the same points. Two runs get
+    /// the same requests, rewinds among them (one in the middle of a request, one whose
+    /// frames before it were never read, one to before an earlier rewind, and a compaction's
+    /// marker without a cut); one is read after every request, the other only at the end.
+    @Test("history reads the same whenever its chunks are built", arguments: Backend.allCases)
+    func chunksBuiltLazilyOrEagerly(_ backend: Backend) async throws {
+        try await withFixture(backend) { fx, client in
+            let rows = { (r: Range<Int64>, k: Double) in Frames.rows(r, loss: { Double($0) * k }) }
+            let requests: [(after: UInt64, frames: [FrameCodec.StoredFrame])] = [
+                (0, [Frames.frame(rows(0..<40, 1), seq: 1), Frames.frame(rows(40..<80, 1), seq: 2)]),
+                (2, [Frames.frame(rows(80..<100, 1), seq: 3),
+                     Frames.frame([.rewind(RewindMarker(step: 59, branch: 1, cut: RecordPosition(sequence: 2, index: 20), timestamp: 1))]
+                                  + rows(60..<90, 2), seq: 4),
+                     Frames.frame(rows(90..<120, 2), seq: 5)]),
+                (5, [Frames.frame(rows(120..<130, 2), seq: 6)]),
+                (6, [Frames.frame([.rewind(RewindMarker(step: 19, branch: 2, cut: RecordPosition(sequence: 1, index: 20), timestamp: 2))]
+                                  + rows(20..<35, 3), seq: 7),
+                     Frames.frame([.rewind(RewindMarker(step: 5, branch: 3, cut: nil, timestamp: 3))], seq: 8)]),
+                (8, [Frames.frame(rows(35..<50, 3), seq: 9)]),
+            ]
+            for (after, frames) in requests {
+                try await post(client, fx, "eager", after: after, frames)
+                _ = try await history(client, fx, "eager", metrics: "loss,acc", query: "&points=100000")
+                try await post(client, fx, "lazy", after: after, frames)
+            }
+            for branch in 0...3 {
+                let q = "&points=100000&branch=\(branch)"
+                let eager = try await history(client, fx, "eager", metrics: "loss,acc,_timestamp", query: q)["metrics"]
+                let lazy = try await history(client, fx, "lazy", metrics: "loss,acc,_timestamp", query: q)["metrics"]
+                #expect(lazy == eager, "branch \(branch)")
+            }
+            // And both are what the rewinds say: live steps 0…19 (k = 1) and 20…49 (k = 3).
+            let live = try #require(try await history(client, fx, "lazy", query: "&points=100000")["metrics"]?["loss"])
+            #expect(live["steps"]!.int64s == Array(0..<50))
+            let expected: [Double] = (0..<50).map { (s: Int) -> Double in Double(s) * (s < 20 ? 1 : 3) }
+            #expect(live["values"]!.doubles == expected)
+            let branch1 = try #require(try await history(client, fx, "lazy", query: "&points=100000&branch=1")["metrics"]?["loss"])
+            #expect(branch1["steps"]!.int64s == Array(60..<100))
+            let eagerRun = try await runJSON(client, fx, "eager"), lazyRun = try await runJSON(client, fx, "lazy")
+            for k in ["metrics", "rewinds", "history_rows", "last_step", "frames"] {
+                #expect(lazyRun[k] == eagerRun[k], "\(k)")
+            }
+            #expect(lazyRun["history_rows"] == 50)
+            #expect(lazyRun["last_step"] == 49)
+        }
+    }
+
     /// The server's materialized run is what the store's reader folds from the same log: a
     /// real run written with `LogWriter` (rewinds included), ingested in pieces.
     @Test("a run written with LogWriter reads back as RunContents", arguments: Backend.allCases)

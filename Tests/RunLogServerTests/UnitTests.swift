@@ -109,8 +109,9 @@ struct HistoryChunkTests {
             .history(HistoryRow(step: 2, timestamp: 3_000_000, values: ["a": 3.0, "i": 6])),
         ], sequence: 1)
         let prepared = try PreparedFrame.prepare(frame)
-        guard case .block(let chunks, let rows, _, let last, _) = prepared.pieces.first else { Issue.record("no block"); return }
-        #expect(rows == 3 && last == 2)
+        guard case .block(let block, _, let last) = prepared.pieces.first else { Issue.record("no block"); return }
+        #expect(block.rowCount == 3 && last == 2)
+        let chunks = HistoryChunk.chunks(of: [block], sequence: 1)
         let byName = Dictionary(uniqueKeysWithValues: chunks.map { ($0.metric, $0) })
         #expect(Set(byName.keys) == ["_timestamp", "a", "i", "s"])
         #expect(try byName["i"]!.decodeSteps() == [0, 2])
@@ -273,5 +274,47 @@ struct MaterializerTests {
         let g = try prepared([.rewind(RewindMarker(step: 2, branch: 1, cut: nil, timestamp: 0))], 1)
         guard case .apply(let q) = Materializer.plan(run: MaterializedRun(), after: 0, frames: [g]) else { return }
         #expect(!q.archived)
+    }
+}
+
+@Suite("SQLite schema")
+struct SQLiteSchemaTests {
+    /// A database from before lazy chunks (schema 1) holds the chunks of every frame it
+    /// acknowledged: migration 2 must say so (`chunked = acknowledged`), or the first read
+    /// would build them a second time.
+    @Test func migrationKeepsChunksBuiltAtIngest() async throws {
+        let dir = TempDir()
+        let path = dir.path + "/v1.db"
+        let frames = [Frames.frame(Frames.rows(0..<10), seq: 1), Frames.frame(Frames.rows(10..<20), seq: 2)]
+        do {
+            let db = try SQLiteConnection(path: path)
+            try db.exec(SQLiteStore.migrations[0])
+            try db.exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied INTEGER NOT NULL); INSERT INTO schema_migrations VALUES (1, 0)")
+            try db.exec("""
+                INSERT INTO entities (id, name, kind, created) VALUES (1, 'e', 'user', 0);
+                INSERT INTO projects (id, entity_id, name, created) VALUES (1, 1, 'p', 0);
+                INSERT INTO runs (id, project_id, run_id, state, tags, metadata, config, summary, acknowledged, last_step, history_rows, created, updated)
+                VALUES (1, 1, 'r', 'running', '[]', '{}', '{}', '{}', 2, 19, 20, 0, 0);
+                """)
+            for f in frames {
+                try db.run("INSERT INTO frames (run, seq, bytes) VALUES (1, ?, ?)", [.int(Int64(f.header.sequence)), .blob(f.bytes)])
+                for p in try PreparedFrame.prepare(f).pieces {
+                    guard case .block(let b, _, _) = p else { continue }
+                    for c in HistoryChunk.chunks(of: b, sequence: f.header.sequence) {
+                        try db.run(
+                            "INSERT INTO history_chunks (run, metric, branch, first_step, last_step, count, min_value, max_value, seq, steps, vals) VALUES (1, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            [.text(c.metric), .int(c.firstStep), .int(c.lastStep), .int(Int64(c.count)), .optional(c.min), .optional(c.max),
+                             .int(Int64(c.sequence)), .blob(c.steps), .blob(c.values)])
+                    }
+                }
+            }
+        }
+        let store = try await SQLiteStore.open(path: path, logger: testLogger())
+        let key = RunKey(entity: "e", project: "p", run: "r")
+        let loss = try await store.chunks(key, metric: "loss", branch: 0, range: .min ... .max)
+        #expect(loss.count == 2 && loss.map(\.count) == [10, 10])
+        let metrics = try await store.run(key)?.metrics
+        #expect(metrics?.first { $0.name == "loss" }?.count == 20)
+        await store.close()
     }
 }

@@ -20,3 +20,9 @@ public func intOption(_ name: String, _ fallback: Int) -> Int { option(name).fla
 public func rate(_ x: Double) -> String { x >= 1e6 ? String(format: "%.2f M", x / 1e6) : String(format: "%.0f k", x / 1e3) }
 /// Bytes in MiB.
 public func mib(_ b: UInt64) -> String { String(format: "%.1f MiB", Double(b) / 1048576) }
+
+/// Seconds as milliseconds, with three decimals under 10 ms.
+public func ms(_ s: Double) -> String { s < 0.01 ? String(format: "%.3f ms", s * 1e3) : String(format: "%.1f ms", s * 1e3) }
+
+/// The middle value (the upper one of an even count); 0 when empty.
+public func median(_ xs: [Double]) -> Double { xs.isEmpty ? 0 : xs.sorted()[xs.count / 2] }

@@ -18,7 +18,6 @@ let args = Array(CommandLine.arguments.dropFirst())
 let MiB = 1024.0 * 1024.0
 func fmtG(_ x: Double) -> String { String(format: "%.6g", x) }
 func fmt(_ x: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", x) }
-func ms(_ s: Double) -> String { s < 0.01 ? String(format: "%.3f ms", s * 1e3) : String(format: "%.1f ms", s * 1e3) }
 
 // MARK: Child mode: write a large log in a fresh process, so VmHWM is the write's alone.
 

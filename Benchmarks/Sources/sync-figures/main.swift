@@ -156,7 +156,31 @@ func serverListing() async throws -> Listing {
 }
 let listing = nullTransport ? Listing(runs: runs, rows: Int64(runs) * Int64(steps), acknowledged: runs) : try await serverListing()
 let expectedRows = Int64(runs) * Int64(steps)
-let verified = listing.runs == runs && listing.rows == expectedRows && report.failed.isEmpty
+
+/// The SQLite store builds a run's chart chunks from its frames when the run is first read:
+/// the first and second read of a sample of runs (the run's page: every metric's points),
+/// each checked to hold every step of every metric.
+struct FirstReads { var first: [Double] = []; var second: [Double] = []; var complete = true }
+func firstReads(sample: Int) async throws -> FirstReads {
+    var r = FirstReads()
+    for i in 0..<sample {
+        let id = String(format: "run-%05d", i * max(1, runs / sample))
+        var request = URLRequest(url: URL(string: base + "/api/v1/runs/\(entity)/\(project)/\(id)")!)
+        request.setValue("Bearer \(apiKey)", forHTTPHeaderField: "Authorization")
+        for pass in 0..<2 {
+            let t = Stopwatch.now
+            let (data, _) = try await URLSession.shared.data(for: request)
+            let seconds = Stopwatch.now - t
+            if pass == 0 { r.first.append(seconds) } else { r.second.append(seconds) }
+            let metrics = ((try? JSONSerialization.jsonObject(with: data)) as? [String: Any])?["metrics"] as? [[String: Any]] ?? []
+            let counts = Dictionary(metrics.map { ($0["name"] as? String ?? "", ($0["count"] as? NSNumber)?.intValue ?? 0) }) { a, _ in a }
+            r.complete = r.complete && Workload.names.allSatisfy { counts[$0] == steps }
+        }
+    }
+    return r
+}
+let reads = nullTransport ? FirstReads() : try await firstReads(sample: min(runs, 20))
+let verified = listing.runs == runs && listing.rows == expectedRows && report.failed.isEmpty && reads.complete
 let dbBytes = database == nil ? FileSystemInfo.size(db) + FileSystemInfo.size(db + "-wal") : 0
 
 // The server task is left running: exit() below ends it (cancelling it makes Hummingbird log errors).
@@ -190,6 +214,7 @@ Bulk sync, workload W (10 metrics, \(precision)): \(runs) runs × \(steps) steps
 | … bytes sent (frames as stored) | \(mib(UInt64(report.bytes))) (\(String(format: "%.1f", Double(report.bytes) / 1048576 / syncSeconds)) MiB/s, \(frameCount) frames) |  |  | `\(command)` |
 | … process CPU during the sync (client + server, all threads) | \(String(format: "%.2f", syncCPU)) CPU-s (\(String(format: "%.2f", syncCPU / syncSeconds)) cores busy; \(String(format: "%.0f", syncCPU / Double(expectedRows) * 1e9)) ns/row) |  |  | `\(command)` |
 | \(nullTransport ? "(--transport null: no server; rows not counted)" : "server's row count after the sync (history_rows summed over the project's runs)") | \(listing.rows) rows in \(listing.runs) runs (expected \(expectedRows) in \(runs)); \(report.finished.count) finished, \(report.failed.count) failed | all rows | \(verified ? "yes" : "**no**") | `\(command)` |
+\(nullTransport ? "" : "| first read of a run after the sync (its page, every metric; builds its chart chunks from the stored frames), median of \(reads.first.count) runs / second read | \(ms(median(reads.first))) / \(ms(median(reads.second))); every metric has all \(steps) points: \(reads.complete ? "yes" : "**no**") |  |  | `\(command)` |\n")\
 | local logs written (\(reuse == nil ? String(format: "%.1f s", createSeconds) : "reused")) | \(mib(localBytes)) (\(String(format: "%.2f", Double(localBytes) / Double(expectedRows))) bytes/row) |  |  | `\(command)` |
 
 """ + (database == nil ? "| server database after the sync (SQLite file + WAL) | \(mib(dbBytes)) |  |  | `\(command)` |\n" : ""))

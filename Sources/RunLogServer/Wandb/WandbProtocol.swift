@@ -207,7 +207,7 @@ struct WandbProtocol: Sendable {
             let lines = isNew || u.storageID != nil ? book.historyLines : 0
             return (records, (isNew, lines))
         }
-        guard let detail = try await store.run(key) else { throw ServerError(.storage, "run \(key) vanished") }
+        guard let detail = try await store.run(key, metrics: false) else { throw ServerError(.storage, "run \(key) vanished") }
         return "{\"upsertBucket\":{\"inserted\":\(inserted),\"bucket\":\(bucketJSON(key, detail.info.run, historyLineCount: lines))}}"
     }
 
@@ -224,7 +224,7 @@ struct WandbProtocol: Sendable {
         w.raw(",\"entity\":{\"id\":"); w.string(Self.opaqueID("Entity", key.entity))
         w.raw(",\"name\":"); w.string(key.entity)
         w.raw("},\"bucket\":")
-        guard let detail = try await store.run(key) else {
+        guard let detail = try await store.run(key, metrics: false) else {
             w.raw("null}}")
             return w.out
         }
@@ -279,7 +279,7 @@ struct WandbProtocol: Sendable {
             records.append(book.record)
             return (records, live)
         }
-        guard let detail = try await store.run(key) else { throw ServerError(.storage, "run \(key) vanished") }
+        guard let detail = try await store.run(key, metrics: false) else { throw ServerError(.storage, "run \(key) vanished") }
         return "{\"rewindRun\":{\"rewoundRun\":\(bucketJSON(key, detail.info.run, historyLineCount: lines))}}"
     }
 

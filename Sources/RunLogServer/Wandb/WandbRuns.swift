@@ -21,7 +21,7 @@ struct WandbRuns: Sendable {
     ) async throws -> T {
         try await locks.withLock(key) {
             for _ in 0..<8 {
-                let detail = try await store.run(key)
+                let detail = try await store.run(key, metrics: false)
                 let (records, result) = try await body(detail)
                 guard !records.isEmpty else { return result }
                 let acknowledged = detail?.info.run.acknowledged ?? 0
