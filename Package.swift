@@ -37,7 +37,7 @@ let package = Package(
         // The SDK: start / log / finish on top of the store.
         .target(name: "RunLog", dependencies: ["RunLogStore", "CCRC32C", logging]),
         // Moves frames to a server.
-        .target(name: "RunLogSync", dependencies: ["RunLog", "RunLogStore", "CRunLogSys", logging]),
+        .target(name: "RunLogSync", dependencies: ["RunLog", "RunLogStore", "CCRC32C", "CRunLogSys", logging]),
         // Receives and serves them.
         .target(
             name: "RunLogServer",

@@ -10,6 +10,11 @@ enum LogIndex {
     static let magic: [UInt8] = [0x52, 0x4C, 0x49, 0x58]  // "RLIX"
     static let entrySize = 8 + LogFormat.frameHeaderSize
 
+    /// Writers write an index at close only for logs of at least this many frames: below
+    /// it, reading the frame headers costs about what reading the index does, and a run
+    /// directory is one file smaller (most runs synced from wandb hold one or two frames).
+    static let minimumFrames = 4
+
     static func write(frames: [FrameInfo], coveredLength: UInt64, directory: String) {
         var w = ByteWriter(capacity: 24 + frames.count * entrySize)
         w.append(magic)

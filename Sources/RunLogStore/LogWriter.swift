@@ -25,6 +25,9 @@ final class LogWriterCore: @unchecked Sendable {
     private var syncedSequence: UInt64
     private var failure: StoreError?
     private var closing = false
+    /// The flusher wrote and synced a batch after `closing` was set (every batch it writes
+    /// then is synced), so `close()` need not sync again.
+    private var syncedForClose = false
     private var flusherRunning = false
     private var lastSeal: UInt64
     private var frames: [FrameInfo]
@@ -216,8 +219,9 @@ final class LogWriterCore: @unchecked Sendable {
         let end = endOffset
         cond.unlock()
         if let failure { throw failure }
-        try file.sync()
-        LogIndex.write(frames: frames, coveredLength: end, directory: directory)
+        // The flusher syncs after the last batch it writes while closing; one sync is enough.
+        if !syncedForClose { try file.sync() }
+        if frames.count >= LogIndex.minimumFrames { LogIndex.write(frames: frames, coveredLength: end, directory: directory) }
         file.close()
         try? lockFile.truncate(to: 0)  // no holder left to name
         lockFile.close()
@@ -299,7 +303,10 @@ final class LogWriterCore: @unchecked Sendable {
                 sealed.removeFirst(written)
                 if written > 0 {
                     writtenSequence = batch[written - 1].sequence
-                    if needSync && syncError == nil { syncedSequence = writtenSequence }
+                    if needSync && syncError == nil {
+                        syncedSequence = writtenSequence
+                        if closing && written == batch.count && error == nil { syncedForClose = true }
+                    }
                 }
                 if let e = error ?? syncError {
                     failure = e

@@ -112,9 +112,12 @@ public struct RunSyncMachine: Sendable {
             return [.fetchAck]
 
         case (.fetchingAck, .ackFetched(let n)):
+            // The server's word replaces the local cursor (lower too: a server restored from
+            // an older backup); it is saved only when it differs.
             attempt = 0
+            let persist = n != acknowledged
             acknowledged = n
-            return [.persist(acknowledged: n)] + next()
+            return (persist ? [.persist(acknowledged: n)] : []) + next()
 
         case (.sending, .sent(let n)), (.sending, .conflict(let n)):
             attempt = 0

@@ -237,11 +237,36 @@ import Testing
         #expect(e?.code == .corrupted && e?.offset == frames[1].offset)
     }
 
+    /// A log of fewer than `LogIndex.minimumFrames` frames gets no index (reading its headers
+    /// costs what reading an index would, and the run directory is one file smaller); once it
+    /// grows to that many, closing writes one that agrees with a full scan.
+    @Test func shortLogsHaveNoIndex() throws {
+        let dir = TempDir()
+        let run = dir.sub("run")
+        var w = try LogWriter.open(directory: run, configuration: .test)
+        for s in 0..<2 { try w.appendRow(step: Int64(s), timestamp: 0, values: ["x": .int(Int64(s))]); try w.flush() }
+        try w.close()
+        #expect(!FileManager.default.fileExists(atPath: run + "/run.idx"))
+        let short = try RunDirectory.reader(run)
+        let shortRows = try short.contents().history.count
+        #expect(short.frames.count == 2 && shortRows == 2)
+        short.close()
+        w = try LogWriter.open(directory: run, configuration: .test)
+        for s in 2..<LogIndex.minimumFrames { try w.appendRow(step: Int64(s), timestamp: 0, values: ["x": .int(Int64(s))]); try w.flush() }
+        try w.close()
+        #expect(FileManager.default.fileExists(atPath: run + "/run.idx"))
+        let scan = try LogReader(path: run + "/run.rlog", options: .init(verifyPayloads: true))
+        defer { scan.close() }
+        #expect(scan.frames.count == LogIndex.minimumFrames)
+        try Self.check(run, frames: scan.frames, contents: try scan.contents(), "grown to the minimum")
+    }
+
     @Test func staleIndexAfterTheLogGrew() throws {
         let dir = TempDir()
         let run = dir.sub("run")
         var w = try LogWriter.open(directory: run, configuration: .test)
-        for s in 0..<30 { try w.appendRow(step: Int64(s), timestamp: 0, values: ["x": .int(Int64(s))]); if s % 10 == 9 { try w.flush() } }
+        // Six frames: logs of fewer than LogIndex.minimumFrames get no index.
+        for s in 0..<30 { try w.appendRow(step: Int64(s), timestamp: 0, values: ["x": .int(Int64(s))]); if s % 5 == 4 { try w.flush() } }
         try w.close()
         let oldIndex = readBytes(run + "/run.idx")
 

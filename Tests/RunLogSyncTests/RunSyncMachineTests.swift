@@ -32,10 +32,20 @@ import Testing
         #expect(m.handle(.ackFetched(2)) == [.persist(acknowledged: 2), .finish])
     }
 
+    @Test func theCursorIsSavedOnlyWhenTheServerMovesIt() {
+        var same = machine([1, 2, 3], ack: 2)
+        _ = same.handle(.start)
+        #expect(same.handle(.ackFetched(2)) == [.send(range: 2..<3, after: 2)])
+        // A server that lost frames (restored from a backup) moves the cursor back.
+        var lower = machine([1, 2, 3], ack: 3)
+        _ = lower.handle(.start)
+        #expect(lower.handle(.ackFetched(1)) == [.persist(acknowledged: 1), .send(range: 1..<3, after: 1)])
+    }
+
     @Test func batchesBySizeAndCount() {
         var m = machine(Array(1...10)) { $0.batchBytes = 350; $0.batchFrames = 100 }
         _ = m.handle(.start)
-        #expect(m.handle(.ackFetched(0)) == [.persist(acknowledged: 0), .send(range: 0..<3, after: 0)])
+        #expect(m.handle(.ackFetched(0)) == [.send(range: 0..<3, after: 0)])
         #expect(m.handle(.sent(acknowledged: 3)) == [.persist(acknowledged: 3), .send(range: 3..<6, after: 3)])
         var n = machine(Array(1...10)) { $0.batchFrames = 4 }
         _ = n.handle(.start)

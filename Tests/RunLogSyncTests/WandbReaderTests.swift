@@ -763,6 +763,33 @@ private func historyRecord(num: Int, step: Int, items: [([String], String)]) -> 
         #expect(CRC32IEEE.checksum(data[500...], continuing: CRC32IEEE.checksum(data[..<500])) == CRC32IEEE.checksum(data))
     }
 
+    /// The PCLMULQDQ path (where the CPU has it) agrees with the table path for every length
+    /// from 0 to 300 (the block loop, the 16-byte tail, the byte tail) and for long buffers,
+    /// at every alignment, continuing from any value; and both agree with a bitwise CRC.
+    @Test func crcPathsAgree() {
+        func bitwise(_ bytes: [UInt8]) -> UInt32 {
+            var c: UInt32 = 0xFFFF_FFFF
+            for b in bytes {
+                c ^= UInt32(b)
+                for _ in 0..<8 { c = c & 1 != 0 ? (c >> 1) ^ 0xEDB8_8320 : c >> 1 }
+            }
+            return ~c
+        }
+        var rng = SplitMix64(seed: 32)
+        let data = (0..<70_000).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        for n in 0...300 {
+            let slice = Array(data[(n * 13 % 64)...].prefix(n))
+            #expect(CRC32IEEE.checksum(slice) == CRC32IEEE.portableChecksum(slice), "length \(n)")
+            #expect(CRC32IEEE.checksum(slice) == bitwise(slice), "length \(n)")
+        }
+        for n in [1023, 4096, 32_761, 65_536 + 7] {
+            let slice = Array(data[3..<3 + n])
+            #expect(CRC32IEEE.checksum(slice, continuing: 0xDEAD_BEEF) == CRC32IEEE.portableChecksum(slice, continuing: 0xDEAD_BEEF))
+        }
+        #expect(CRC32IEEE.checksum(data) == bitwise(data))
+        print("CRC-32/IEEE hardware path: \(CRC32IEEE.isHardware)")
+    }
+
     /// Records larger than a block (FIRST, MIDDLE..., LAST), records that end 7 bytes before a
     /// block boundary (zero-length FIRST), padding: all reassembled.
     @Test func multiChunkRecordsAndZeroLengthFirst() throws {
@@ -919,6 +946,80 @@ private func historyRecord(num: Int, step: Int, items: [([String], String)]) -> 
         for text in texts {
             guard case .double(let parsed)? = try? WandbJSON.parse(text), let expected = Double(text) else { continue }
             #expect(parsed.bitPattern == expected.bitPattern, "\(text)")
+        }
+    }
+
+    /// Eisel–Lemire against `strtod` over the whole range: random bit patterns (subnormals
+    /// included) printed shortest and with 1 to 19 significant digits, significands of up to
+    /// 19 random digits at every exponent from −350 to 315, halfway cases, and the extremes.
+    @Test func eiselLemireMatchesStrtod() {
+        var rng = SplitMix64(seed: 1921)
+        var checked = 0
+        func check(_ w: UInt64, _ q: Int) {
+            guard w != 0 else { return }
+            let text = "\(w)e\(q)"
+            let expected = strtod(text, nil)
+            for negative in [false, true] {
+                if let d = DecimalToDouble.double(significand: w, exponent: q, negative: negative) {
+                    #expect(d.bitPattern == (negative ? -expected : expected).bitPattern, "\(negative ? "-" : "")\(text)")
+                    checked += 1
+                } else {
+                    #expect(q < DecimalToDouble.smallestPower || q > DecimalToDouble.largestPower, "no result for \(text)")
+                }
+            }
+        }
+        for _ in 0..<60_000 {
+            let d = Double(bitPattern: rng.next() & ~(1 << 63))
+            guard d.isFinite, d != 0 else { continue }
+            // Shortest round-trip digits, and a rounded form with 1 to 19 digits.
+            for text in ["\(d)", String(format: "%.\(Int(rng.next() % 19))e", d)] {
+                let parts = text.lowercased().split(separator: "e")
+                let mantissa = parts[0].replacingOccurrences(of: ".", with: "")
+                let fraction = parts[0].split(separator: ".").dropFirst().first?.count ?? 0
+                guard let w = UInt64(mantissa), mantissa.count <= 19 else { continue }
+                check(w, (parts.count > 1 ? Int(parts[1])! : 0) - fraction)
+            }
+        }
+        for q in -350...315 {
+            for _ in 0..<40 {
+                let digits = Int(rng.next() % 19) + 1
+                var w: UInt64 = 0
+                for _ in 0..<digits { w = w * 10 + rng.next() % 10 }
+                check(w, q)
+            }
+        }
+        // Halfway between two doubles: 2^53 + 1, and 5 × 10^-324-style boundaries.
+        for (w, q) in [(9_007_199_254_740_993 as UInt64, 0), (9_007_199_254_740_995, 0), (1, -324), (25, -325), (24703282292062328, -340),
+                       (17976931348623157, 292), (17976931348623159, 292), (22250738585072014, -324), (22250738585072011, -324),
+                       (1, 23), (1, 22), (9_999_999_999_999_999_999, -4), (4_503_599_627_370_497, 0)] {
+            check(w, q)
+        }
+        #expect(checked > 100_000)
+    }
+
+    @Test func powersOfFiveAreExact() {
+        // q ≥ 0: 5^q shifted to the top of 128 bits, exact while it fits (q ≤ 55).
+        var p: UInt128 = 1
+        for q in 0...55 {
+            let shifted = p << UInt128(p.leadingZeroBitCount)
+            let i = 2 * (q - DecimalToDouble.smallestPower)
+            #expect(DecimalToDouble.powersOfFive[i] == UInt64(shifted >> 64) && DecimalToDouble.powersOfFive[i + 1] == UInt64(truncatingIfNeeded: shifted), "5^\(q)")
+            if q < 55 { p *= 5 }
+        }
+        // −27 ≤ q < 0: floor(2^(z+127) / 5^−q) + 1, z the bit length of 5^−q: entry × 5^−q is
+        // just above 2^(z+127), by less than 5^−q.
+        var f: UInt64 = 1
+        for n in 1...27 {
+            f *= 5
+            let z = 64 - f.leadingZeroBitCount
+            let i = 2 * (-n - DecimalToDouble.smallestPower)
+            let entry = UInt128(DecimalToDouble.powersOfFive[i]) << 64 | UInt128(DecimalToDouble.powersOfFive[i + 1])
+            let (high, low) = entry.multipliedFullWidth(by: UInt128(f))
+            // entry × 5^n − 2^(z+127), as a 256-bit (high, low) pair, must be in (0, 5^n].
+            let target: (UInt128, UInt128) = z + 127 >= 128 ? (UInt128(1) << UInt128(z + 127 - 128), 0) : (0, UInt128(1) << UInt128(z + 127))
+            let (dl, borrow) = low.subtractingReportingOverflow(target.1)
+            let dh = high &- target.0 &- (borrow ? 1 : 0)
+            #expect(dh == 0 && dl > 0 && dl <= UInt128(f), "5^-\(n)")
         }
     }
 

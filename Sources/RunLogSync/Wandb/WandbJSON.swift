@@ -123,8 +123,10 @@ public enum WandbJSON {
 
         /// A number, checked against JSON's grammar while its decimal significand (up to 19
         /// significant digits) and power of ten are gathered, so that the common cases need no
-        /// second pass: an integer of up to 18 digits, and a float that Clinger's fast path
-        /// gives exactly (see ``fastDouble(_:scale:negative:)``); `strtod` takes the others.
+        /// second pass: an integer of up to 18 digits, a float that Clinger's fast path gives
+        /// exactly (see ``fastDouble(_:scale:negative:)``), and any other float of up to 19
+        /// significant digits by Eisel–Lemire (``DecimalToDouble``); `strtod` takes the rest
+        /// (longer significands, extreme exponents).
         mutating func number() throws(ParseError) -> Value {
             let start = index
             let count = bytes.count
@@ -186,7 +188,10 @@ public enum WandbJSON {
             }
             let text = UnsafeBufferPointer(rebasing: bytes[start..<index])
             if integral, let i = Self.int64(text) { return .int(i) }
-            if significant <= 19, let d = Self.fastDouble(significand, scale: scale, negative: negative) { return .double(d) }
+            if significant <= 19 {
+                if let d = Self.fastDouble(significand, scale: scale, negative: negative) { return .double(d) }
+                if let d = DecimalToDouble.double(significand: significand, exponent: scale, negative: negative) { return .double(d) }
+            }
             guard let d = Self.double(text) else { throw ParseError(message: "unreadable number", index: start) }
             return .double(d)
         }
