@@ -149,10 +149,14 @@ final class LogWriterCore: @unchecked Sendable {
         }.get()
     }
 
-    /// Pairwise for the usual handful of metrics (no hashing on the hot path), a set beyond.
+    /// Pairwise for the usual handful of metrics (no hashing on the hot path; strings of
+    /// different UTF-8 lengths, most pairs, are not compared), a set beyond.
     static func hasDuplicate(_ keys: [String]) -> Bool {
         if keys.count <= 16 {
-            for i in keys.indices { for j in (i + 1)..<keys.count where keys[i] == keys[j] { return true } }
+            for i in keys.indices {
+                let n = keys[i].utf8.count
+                for j in (i + 1)..<keys.count where keys[j].utf8.count == n && keys[i] == keys[j] { return true }
+            }
             return false
         }
         return Set(keys).count != keys.count

@@ -1118,6 +1118,36 @@ private func runRecord(num: Int, id: String, project: String, seconds: UInt64) -
         try expectSameRun(file, id: run.id, project: run.project, temp)
     }
 
+    /// Summary records with keys in shifting orders, some repeated, nested paths and removals
+    /// (drawn at random from a small pool): the raw summary path, which matches each change to
+    /// the key group of the previous record's change at the same position, gives what
+    /// decoding every record gives.
+    @Test func summaryChangesInShiftingOrders() throws {
+        var rng = SplitMix64(seed: 2611)
+        let pool: [[String]] = [["loss"], ["acc"], ["lr"], ["a", "b"], ["a"], ["val", "loss"], ["val"]]
+        var n = 1
+        var records: [[UInt8]] = [runRecord(num: n, id: "ord1", project: "p", seconds: 1_700_000_000)]
+        for i in 0..<400 {
+            var updates: [[UInt8]] = [], removals: [[UInt8]] = []
+            for _ in 0..<Int(rng.next() % 5) {
+                let path = pool[Int(rng.next() % UInt64(pool.count))]
+                if rng.next() % 6 == 0 { removals.append(itemBytes(path: path, json: "")) } else { updates.append(itemBytes(path: path, json: "\(i)")) }
+            }
+            // Every few records, the same keys in the same order as the one before.
+            if i % 3 == 0, let last = records.last, i > 0 { records.append(last); continue }
+            n += 1
+            records.append(summaryRecord(num: n, updates: updates, removals: removals))
+        }
+        let temp = try TemporaryDirectory()
+        var types: [UInt8] = []
+        let file = try temp.write(frame(records, chunkTypes: &types), to: "run-ord1.wandb")
+        var reader = try WandbLogReader(url: file)
+        let decoded = try WandbRun(records: reader.readAll())
+        let streamed = try WandbRun(contentsOf: file)
+        #expect(!decoded.summary.isEmpty)
+        #expect(streamed.summary == decoded.summary)
+    }
+
     /// Rows that take the fast path and rows that cannot (ints, nested paths, duplicate keys,
     /// typed values, odd `_step` and `_timestamp`), and summary changes that overwrite, remove
     /// and name a path two ways.

@@ -41,14 +41,24 @@ struct WandbSummaryChanges {
         return count - 1
     }
 
-    /// Adds a change whose key fields are `keys` in its record's bytes (nil when not contiguous).
-    mutating func add(_ change: Change, keys: Range<Int>?) {
+    /// The group of the change at each position of the previous record: records of one run
+    /// mostly repeat the same keys in the same order, so one compare finds the group.
+    private var groupAt: [Int] = []
+
+    /// Adds a change whose key fields are `keys` in its record's bytes (nil when not
+    /// contiguous); `position` is its place among its record's changes.
+    mutating func add(_ change: Change, keys: Range<Int>?, position: Int) {
         guard let keys else {
             loose.append(change)
             return
         }
+        let hint = position < groupAt.count ? groupAt[position] : -1
         let g = change.bytes.withUnsafeBufferPointer { b -> Int in
             let key = UnsafeBufferPointer(rebasing: b[keys])
+            if hint >= 0, groups[hint].key.count == key.count,
+               groups[hint].key.withUnsafeBufferPointer({ key.isEmpty || memcmp($0.baseAddress!, key.baseAddress!, key.count) == 0 }) {
+                return hint
+            }
             var h: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a
             for byte in key { h = (h ^ UInt64(byte)) &* 0x100_0000_01b3 }
             if let found = find(key, hash: h) { return found }
@@ -62,6 +72,7 @@ struct WandbSummaryChanges {
             }
             return groups.count - 1
         }
+        if position < groupAt.count { groupAt[position] = g } else if position == groupAt.count { groupAt.append(g) }
         if change.removal {
             groups[g].removalsAfter.append(change)
         } else {
