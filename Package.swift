@@ -59,7 +59,10 @@ let package = Package(
         ),
 
         .testTarget(name: "RunLogStoreTests", dependencies: ["RunLogStore", "CCRC32C"]),
-        .testTarget(name: "RunLogTests", dependencies: ["RunLog", "RunLogStore"]),
+        // The process-wide test gate (active run, working directory, fd 1/2), shared by the
+        // test targets that start SDK runs in the test process.
+        .target(name: "RunLogTestSupport", path: "Tests/RunLogTestSupport"),
+        .testTarget(name: "RunLogTests", dependencies: ["RunLog", "RunLogStore", "RunLogTestSupport"]),
         .testTarget(name: "RunLogSyncTests", dependencies: ["RunLogSync", "RunLog", "RunLogStore"]),
         .testTarget(
             name: "RunLogServerTests",
@@ -69,6 +72,6 @@ let package = Package(
             ]
         ),
         // Tests that spawn and kill real processes, start servers, or drive a browser.
-        .testTarget(name: "RunLogIntegrationTests", dependencies: ["RunLogStore", "RunLog", "RunLogSync", "runlog"]),
+        .testTarget(name: "RunLogIntegrationTests", dependencies: ["RunLogStore", "RunLog", "RunLogSync", "RunLogTestSupport", "runlog"]),
     ]
 )

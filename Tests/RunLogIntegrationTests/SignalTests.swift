@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import RunLogTestSupport
 import Testing
 import RunLog
 import RunLogStore
@@ -10,7 +11,7 @@ import RunLogStore
 /// `Run` and prints each step it flushed): SIGINT and SIGTERM flush and finish the run with
 /// the signal recorded; returning from main without `finish` finishes it (exit code 0); a
 /// SIGKILLed run is marked crashed the next time it is opened.
-@Suite("SDK signal handling in a real process", .serialized,
+@Suite("SDK signal handling in a real process", .serialized, .sharedProcessState,
        .enabled(if: CrashTests.runlogBinary != nil, "the runlog executable was not built beside the tests"))
 struct SignalTests {
     static let project = "sdk-child"

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import RunLogTestSupport
 import Testing
 import RunLog
 import RunLogStore
@@ -11,7 +12,9 @@ import RunLogStore
 /// two syncs of the same runs at once. After the last sync every history row of every run
 /// is on the server exactly once. Random choices come from a printed seed
 /// (`RUNLOG_TEST_SEED` replays one).
-@Suite("Sync fault injection", .serialized,
+// Starts SDK runs in the test process (makeRuns): shares the process gate, so that a suite
+// reading "the" active run (the README example, reinit) never picks one of these up.
+@Suite("Sync fault injection", .serialized, .sharedProcessState,
        .enabled(if: CrashTests.runlogBinary != nil, "the runlog executable was not built beside the tests"))
 struct SyncFaultTests {
     static let entity = "fault"

@@ -1,5 +1,6 @@
 import Foundation
 import RunLogStore
+import RunLogTestSupport
 import Testing
 @testable import RunLog
 

@@ -1,4 +1,5 @@
 import Foundation
+import RunLogTestSupport
 import Testing
 import RunLog
 import RunLogStore

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import RunLogStore
 import Synchronization
+import RunLogTestSupport
 import Testing
 @testable import RunLog
 
