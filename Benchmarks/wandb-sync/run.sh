@@ -17,8 +17,20 @@ VENV=.build-wandb-venv
 if ! "$VENV/bin/python" -c "import wandb,sys; sys.exit(wandb.__version__!='0.31.0')" 2>/dev/null; then
   python3 -m venv "$VENV" && "$VENV/bin/pip" install -q --disable-pip-version-check wandb==0.31.0
 fi
+# This machine class's ext4 has no journal, and then a new inode is never one freed in the
+# last 60 s (300 s while its inode table block is dirty): each such inode is skipped with a
+# lookup, so creating files is slow for a while after many were deleted. Both tools create
+# files (the markers `wandb sync` writes, RunLog's import cache), so a run right after an
+# earlier one's cleanup is skewed. The cleanup time is kept in a stamp, and a run starts
+# at least 70 s after it (CLEANUP_GAP=0 skips the wait).
+STAMP=/tmp/runlog-wandb-sync-bench.cleanup
+GAP=${CLEANUP_GAP:-70}
+if [ -f "$STAMP" ]; then
+  wait_s=$(( $(cat "$STAMP") + GAP - $(date +%s) ))
+  if [ "$wait_s" -gt 0 ]; then echo "waiting ${wait_s} s after the previous run's cleanup (see the comment in $0)"; sleep "$wait_s"; fi
+fi
 WORK=$(mktemp -d /tmp/runlog-wandb-sync-XXXX)
-trap 'kill $SERVERS 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $SERVERS 2>/dev/null || true; rm -rf "$WORK"; date +%s > "$STAMP"' EXIT
 # RUNS=DIR reuses runs made before (DIR/wandb/offline-run-*); made once into it otherwise.
 RUNS=${RUNS:-$WORK/runs}
 if ! ls -d "$RUNS"/wandb/offline-run-* >/dev/null 2>&1; then
