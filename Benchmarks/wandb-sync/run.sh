@@ -22,7 +22,8 @@ fi
 # lookup, so creating files is slow for a while after many were deleted. Both tools create
 # files (the markers `wandb sync` writes, RunLog's import cache), so a run right after an
 # earlier one's cleanup is skewed. The cleanup time is kept in a stamp, and a run starts
-# at least 70 s after it (CLEANUP_GAP=0 skips the wait).
+# at least 70 s after it (CLEANUP_GAP=0 skips the wait); before each tool, `sync` writes
+# dirty metadata back (so that the window is 60 s, not 300) and the machine settles.
 STAMP=/tmp/runlog-wandb-sync-bench.cleanup
 GAP=${CLEANUP_GAP:-70}
 if [ -f "$STAMP" ]; then
@@ -58,12 +59,12 @@ start_server rl; RPORT=$PORT; KR=$KEY
 # Each tool starts on an idle machine (this class is a shared VM: right after seconds of
 # work on both cores, the next command runs measurably slower).
 SETTLE=${SETTLE:-10}
-sleep "$SETTLE"
+sync; sleep "$SETTLE"
 t0=$(date +%s.%N)
 env HOME="$WORK/home" WANDB_BASE_URL="http://127.0.0.1:$WPORT" WANDB_API_KEY="$KW" WANDB_SILENT=true WANDB_ERROR_REPORTING=false \
   "$VENV/bin/wandb" sync --entity wb $DIRS > "$WORK/wandb-sync.log" 2>&1
 t1=$(date +%s.%N)
-sleep "$SETTLE"
+sync; sleep "$SETTLE"
 t1s=$(date +%s.%N)
 "$BIN" sync --server "http://127.0.0.1:$RPORT" --api-key "$KR" --entity rl --import-cache "$WORK/cache" --json $DIRS > "$WORK/runlog-sync.log"
 t2=$(date +%s.%N)

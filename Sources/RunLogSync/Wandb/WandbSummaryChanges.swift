@@ -22,14 +22,12 @@ struct WandbSummaryChanges {
         var order: Int
     }
 
-    private struct Group {
-        var key: [UInt8]
-        var hash: UInt64
-        var lastSet: Change?
-        var removalsAfter: [Change] = []
-    }
-
-    private var groups: [Group] = []
+    // The groups, as parallel arrays: finding one scans `hashes` (plain integers, no
+    // reference counting) and compares key bytes only on a hash match.
+    private var keys: [[UInt8]] = []
+    private var hashes: [UInt64] = []
+    private var lastSets: [Change?] = []
+    private var removalsAfter: [[Change]] = []
     /// Groups by key hash, once there are too many to scan.
     private var index: [UInt64: [Int]] = [:]
     private var loose: [Change] = []
@@ -42,65 +40,69 @@ struct WandbSummaryChanges {
     }
 
     /// The group of the change at each position of the previous record: records of one run
-    /// mostly repeat the same keys in the same order, so one compare finds the group.
+    /// often repeat the same keys in the same order, so one compare finds the group.
     private var groupAt: [Int] = []
 
     /// Adds a change whose key fields are `keys` in its record's bytes (nil when not
     /// contiguous); `position` is its place among its record's changes.
-    mutating func add(_ change: Change, keys: Range<Int>?, position: Int) {
-        guard let keys else {
+    mutating func add(_ change: Change, keys keyRange: Range<Int>?, position: Int) {
+        guard let keyRange else {
             loose.append(change)
             return
         }
         let hint = position < groupAt.count ? groupAt[position] : -1
         let g = change.bytes.withUnsafeBufferPointer { b -> Int in
-            let key = UnsafeBufferPointer(rebasing: b[keys])
-            if hint >= 0, groups[hint].key.count == key.count,
-               groups[hint].key.withUnsafeBufferPointer({ key.isEmpty || memcmp($0.baseAddress!, key.baseAddress!, key.count) == 0 }) {
-                return hint
-            }
+            let key = UnsafeBufferPointer(rebasing: b[keyRange])
+            if hint >= 0, Self.equal(keys[hint], key) { return hint }
             var h: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a
             for byte in key { h = (h ^ UInt64(byte)) &* 0x100_0000_01b3 }
             if let found = find(key, hash: h) { return found }
-            groups.append(Group(key: Array(key), hash: h))
-            if groups.count > Self.scanLimit {
-                if groups.count == Self.scanLimit + 1 {
-                    for (i, group) in groups.enumerated() { index[group.hash, default: []].append(i) }
+            keys.append(Array(key))
+            hashes.append(h)
+            lastSets.append(nil)
+            removalsAfter.append([])
+            let n = hashes.count
+            if n > Self.scanLimit {
+                if n == Self.scanLimit + 1 {
+                    for (i, hash) in hashes.enumerated() { index[hash, default: []].append(i) }
                 } else {
-                    index[h, default: []].append(groups.count - 1)
+                    index[h, default: []].append(n - 1)
                 }
             }
-            return groups.count - 1
+            return n - 1
         }
         if position < groupAt.count { groupAt[position] = g } else if position == groupAt.count { groupAt.append(g) }
         if change.removal {
-            groups[g].removalsAfter.append(change)
+            removalsAfter[g].append(change)
         } else {
-            groups[g].lastSet = change
-            groups[g].removalsAfter.removeAll(keepingCapacity: true)
+            lastSets[g] = change
+            removalsAfter[g].removeAll(keepingCapacity: true)
         }
     }
 
     /// Groups are found by a scan up to this many (a handful of metrics, the usual case).
     private static let scanLimit = 32
 
+    private static func equal(_ a: [UInt8], _ key: UnsafeBufferPointer<UInt8>) -> Bool {
+        a.count == key.count && a.withUnsafeBufferPointer { key.isEmpty || memcmp($0.baseAddress!, key.baseAddress!, key.count) == 0 }
+    }
+
     private func find(_ key: UnsafeBufferPointer<UInt8>, hash: UInt64) -> Int? {
-        func matches(_ i: Int) -> Bool {
-            groups[i].hash == hash && groups[i].key.count == key.count
-                && groups[i].key.withUnsafeBufferPointer { key.isEmpty || memcmp($0.baseAddress!, key.baseAddress!, key.count) == 0 }
+        if hashes.count <= Self.scanLimit {
+            return hashes.withUnsafeBufferPointer { hs in
+                for i in hs.indices where hs[i] == hash && Self.equal(keys[i], key) { return i }
+                return nil
+            }
         }
-        if groups.count <= Self.scanLimit {
-            return groups.indices.first(where: matches)
-        }
-        return index[hash]?.first(where: matches)
+        return index[hash]?.first { Self.equal(keys[$0], key) }
     }
 
     /// The changes kept, in their original order.
     var changes: [Change] {
         var out = loose
-        for g in groups {
-            if let s = g.lastSet { out.append(s) }
-            out += g.removalsAfter
+        for g in hashes.indices {
+            if let s = lastSets[g] { out.append(s) }
+            out += removalsAfter[g]
         }
         return out.sorted { $0.order < $1.order }
     }

@@ -170,14 +170,19 @@ public enum WandbSyncImport {
                             forkedFrom: first.branchKind == .fork ? first.branchPoint?.run : nil)
         }
 
-        /// Folds every run (one thread per core, a wave at a time), calling `ready` with each
+        /// Runs folded at once: two per core. Each fold waits on the device about 3 ms (the
+        /// cache log's creation and its sync at close), which another fold fills: 100 runs of
+        /// the wandb-sync benchmark fold in 0.35–0.5 s this way against 0.5–0.55 s with one per core.
+        static var foldWidth: Int { 2 * ProcessInfo.processInfo.activeProcessorCount }
+
+        /// Folds every run (two threads per core, a wave at a time), calling `ready` with each
         /// as soon as it is folded, so that it can be synced while the others are folded.
         /// `ready` is called from several threads.
         public func fold(_ ready: @escaping @Sendable (Result<Prepared, any Error>) -> Void) {
             for batch in waves {
                 // Runs are independent within a wave: each streams its sessions' records into
                 // its own cache run.
-                _ = parallelMap(batch) { k in
+                _ = parallelMap(batch, width: Self.foldWidth) { k in
                     let list = groups[k]!
                     do {
                         let added = try WandbSyncImport.fold(list, into: cache + "/" + k, cache: cache)
@@ -198,13 +203,13 @@ public enum WandbSyncImport {
         public var description: String { "\(sessions.joined(separator: ", ")): \(underlying)" }
     }
 
-    /// `transform` of every element, in order, computed on one thread per core. The threads
-    /// are its own, not Dispatch's workers: those also run Swift concurrency's jobs (the sync
+    /// `transform` of every element, in order, computed on `width` threads (default one per
+    /// core). The threads are its own, not Dispatch's workers: those also run Swift concurrency's jobs (the sync
     /// engine's), which must not wait for a whole batch of folds to finish.
-    static func parallelMap<T: Sendable, R: Sendable>(_ items: [T], _ transform: @escaping @Sendable (T) -> R) -> [R] {
+    static func parallelMap<T: Sendable, R: Sendable>(_ items: [T], width: Int = ProcessInfo.processInfo.activeProcessorCount, _ transform: @escaping @Sendable (T) -> R) -> [R] {
         let results = Mutex([R?](repeating: nil, count: items.count))
         let next = Atomic<Int>(0)
-        let threads = max(1, min(ProcessInfo.processInfo.activeProcessorCount, items.count))
+        let threads = max(1, min(width, items.count))
         let done = DispatchSemaphore(value: 0)
         for _ in 0..<threads {
             let thread = Thread {
