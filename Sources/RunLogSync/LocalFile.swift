@@ -6,7 +6,16 @@ import Foundation
 /// They are not forced to the device (no fsync, which Foundation's `Data.write` does even
 /// without `.atomic`): each is a hint that the next run checks against the server or the
 /// files it describes, so losing the last one to a power cut costs a resend, never data.
-enum LocalFile {
+package enum LocalFile {
+    /// The size of the file at `path`, nil when it cannot be stat'ed. One `stat`: Foundation's
+    /// `attributesOfItem` also looks up the owner's and the group's names (the user database,
+    /// through nscd or `/etc/passwd`), once per file.
+    package static func size(_ path: String) -> Int64? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return Int64(st.st_size)
+    }
+
     static func replace(_ path: String, with data: Data) throws {
         let tmp = path + ".tmp-\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)

@@ -27,8 +27,15 @@ struct Sync: AsyncParsableCommand {
         if syncProtocol == .wandb { return try await runWandbProtocol() }
         // wandb offline runs: folded into RunLog runs in the import cache, then synced like
         // them; each is synced as soon as it is folded, while the others are still folding.
-        let wandbRuns = paths.flatMap { WandbSyncImport.discover($0) }
-        let dirs = (paths.isEmpty ? ["runlog"] : paths).filter { !WandbImport.isWandb($0) }.flatMap { RunDiscovery.runs(under: $0) }
+        // A path is a wandb run, or a folder of runs of either kind (one listing per path).
+        var wandbRuns: [String] = [], roots: [String] = paths.isEmpty ? ["runlog"] : []
+        for p in paths {
+            if let file = WandbImport.logFile(of: p) { wandbRuns.append(file) } else {
+                wandbRuns += WandbSyncImport.discover(p)
+                roots.append(p)
+            }
+        }
+        let dirs = roots.flatMap { RunDiscovery.runs(under: $0) }
         let plan = wandbRuns.isEmpty ? nil : try WandbSyncImport.Plan(wandbRuns, cache: importCache ?? WandbSyncImport.defaultCache)
         guard !dirs.isEmpty || plan?.runs.isEmpty == false else {
             throw ValidationError("no runs found under \((paths.isEmpty ? ["runlog"] : paths).joined(separator: ", "))")
@@ -217,7 +224,7 @@ struct Ls: ParsableCommand {
                 let reader = try RunDirectory.reader(dir)
                 let state = try reader.state()
                 let last = try reader.lastLiveStep()
-                let size = (try? FileManager.default.attributesOfItem(atPath: RunDirectory.logPath(dir))[.size] as? Int) ?? 0
+                let size = Int(LocalFile.size(RunDirectory.logPath(dir)) ?? 0)
                 let lastSeq = reader.frames.last?.header.sequence ?? 0
                 let cursors = SyncCursor.all(dir).filter { host == nil || $0.key.hasPrefix(host! + "#") }
                 let acked = cursors.values.max() ?? 0

@@ -30,10 +30,16 @@ public enum WandbImport {
     }
 
     /// Whether `path` is a wandb offline run directory or `.wandb` file.
-    public static func isWandb(_ path: String) -> Bool {
-        if path.hasSuffix(".wandb") { return true }
+    public static func isWandb(_ path: String) -> Bool { logFile(of: path) != nil }
+
+    /// The `.wandb` file of a wandb offline run: `path` itself when it names one, else the
+    /// first (by name) `.wandb` file in `path` when it is a run directory (`offline-run-*`,
+    /// `run-*`); nil otherwise. At most one directory listing.
+    public static func logFile(of path: String) -> String? {
+        if path.hasSuffix(".wandb") { return path }
         let name = (path as NSString).lastPathComponent
-        return (name.hasPrefix("offline-run-") || name.hasPrefix("run-"))
-            && ((try? FileManager.default.contentsOfDirectory(atPath: path))?.contains { $0.hasSuffix(".wandb") } ?? false)
+        guard name.hasPrefix("offline-run-") || name.hasPrefix("run-"),
+              let names = try? FileManager.default.contentsOfDirectory(atPath: path) else { return nil }
+        return names.filter { $0.hasSuffix(".wandb") }.min().map { path + "/" + $0 }
     }
 }

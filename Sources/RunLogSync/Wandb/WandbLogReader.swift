@@ -432,12 +432,10 @@ public struct WandbLogReader: Sendable {
     }
 
     private func fileSize() throws(WandbFormatError) -> Int64 {
-        do {
-            let attributes = try FileManager.default.attributesOfItem(atPath: url.path)
-            return (attributes[.size] as? NSNumber)?.int64Value ?? 0
-        } catch {
-            throw WandbFormatError(.unreadable, path: url.path, message: "\(error)")
+        guard let size = LocalFile.size(url.path) else {
+            throw WandbFormatError(.unreadable, path: url.path, message: String(cString: strerror(errno)))
         }
+        return size
     }
 
     /// Whether the file's bytes in `start..<end` are all zero.

@@ -55,18 +55,20 @@ public enum WandbSyncImport {
         return base + "/runlog/wandb"
     }
 
-    /// Every wandb offline run at `path`: the path itself (an `offline-run-*/` directory or
-    /// a `.wandb` file), or the runs directly under it (e.g. a `wandb/` folder).
+    /// The `.wandb` file of every wandb offline run at `path`: the path itself (an
+    /// `offline-run-*/` directory or a `.wandb` file), or the runs directly under it (e.g. a
+    /// `wandb/` folder). Empty when there are none.
     public static func discover(_ path: String) -> [String] {
-        if WandbImport.isWandb(path) { return [path] }
+        if let file = WandbImport.logFile(of: path) { return [file] }
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: path) else { return [] }
-        return names.sorted().map { path + "/" + $0 }.filter { WandbImport.isWandb($0) }
+        return names.sorted().compactMap { WandbImport.logFile(of: path + "/" + $0) }
     }
 
-    /// The `.wandb` file of a run directory (or the file itself).
-    static func file(of path: String) -> String? {
-        if path.hasSuffix(".wandb") { return path }
-        return (try? FileManager.default.contentsOfDirectory(atPath: path))?.sorted().first { $0.hasSuffix(".wandb") }.map { path + "/" + $0 }
+    /// `path` with symbolic links resolved (`realpath`), or as given when it cannot be.
+    static func resolved(_ path: String) -> String {
+        guard let r = realpath(path, nil) else { return path }
+        defer { free(r) }
+        return String(cString: r)
     }
 
     /// A session to fold: its file, and the run as its first records describe it (identity,
@@ -130,9 +132,9 @@ public enum WandbSyncImport {
         /// - Throws: `WandbFormatError` for a file that is not a wandb log.
         public init(_ paths: [String], cache: String) throws {
             // Each session's identity, from its first records; one thread per core.
-            let files = paths.compactMap { file(of: $0) }.map { URL(fileURLWithPath: $0).resolvingSymlinksInPath().path }
+            let files = paths.compactMap { WandbImport.logFile(of: $0) }.map(resolved)
             let heads = parallelMap(files) { real in
-                let size = (try? FileManager.default.attributesOfItem(atPath: real)[.size] as? NSNumber)?.int64Value ?? 0
+                let size = LocalFile.size(real) ?? 0
                 return Result { () throws(WandbFormatError) -> Session in try Session.head(of: real, size: size) }
             }
             let sessions = try heads.map { try $0.get() }
