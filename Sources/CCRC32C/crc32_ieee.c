@@ -13,42 +13,18 @@
 // run time, so the package needs no -mpclmul or unsafe flags. Bytes before and after the
 // 16-byte blocks go through the table path.
 #include "crc32c.h"
-#include <string.h>
+#include "slice8.h"
 
-static uint32_t table[8][256];
+static slice8_tables table;
 static int table_ready = 0;
-
-static void build_tables(void) {
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++) c = (c & 1) ? (c >> 1) ^ 0xEDB88320u : (c >> 1);
-        table[0][i] = c;
-    }
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = table[0][i];
-        for (int t = 1; t < 8; t++) {
-            c = table[0][c & 0xFF] ^ (c >> 8);
-            table[t][i] = c;
-        }
-    }
-    __atomic_store_n(&table_ready, 1, __ATOMIC_RELEASE);
-}
 
 // On the register value (pre- and post-inversion left to the caller).
 static uint32_t slice8(uint32_t c, const uint8_t *p, size_t length) {
-    if (!__atomic_load_n(&table_ready, __ATOMIC_ACQUIRE)) build_tables();
-    while (length >= 8) {
-        uint64_t v;
-        memcpy(&v, p, 8);
-        v ^= c;
-        c = table[7][v & 0xFF] ^ table[6][(v >> 8) & 0xFF] ^ table[5][(v >> 16) & 0xFF] ^
-            table[4][(v >> 24) & 0xFF] ^ table[3][(v >> 32) & 0xFF] ^ table[2][(v >> 40) & 0xFF] ^
-            table[1][(v >> 48) & 0xFF] ^ table[0][(v >> 56) & 0xFF];
-        p += 8;
-        length -= 8;
+    if (!__atomic_load_n(&table_ready, __ATOMIC_ACQUIRE)) {
+        slice8_build(table, 0xEDB88320u);
+        __atomic_store_n(&table_ready, 1, __ATOMIC_RELEASE);
     }
-    while (length--) c = table[0][(c ^ *p++) & 0xFF] ^ (c >> 8);
-    return c;
+    return slice8_update(table, c, p, length);
 }
 
 uint32_t runlog_crc32_ieee_extend_portable(uint32_t crc, const void *data, size_t length) {
