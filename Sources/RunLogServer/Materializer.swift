@@ -17,7 +17,8 @@ struct PreparedFrame: Sendable {
     /// Whether a piece is a record that changes metadata, config, summary, tags, lineage or state.
     var hasState: Bool
 
-    /// The bytes storing the frame writes (its chunks are built later, see ``ChunkIndex``).
+    /// The bytes storing the frame writes: its own. (The SQLite store builds its history
+    /// chunks later, on the run's first read; PostgreSQL's chunk rows are not counted.)
     var storedBytes: Int { bytes.count }
 
     /// Decodes a checked frame.
