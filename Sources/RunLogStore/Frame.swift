@@ -59,7 +59,14 @@ struct FrameBuilder: Sendable {
         case record(Record)
         case block(HistoryBlockBuilder)
     }
-    private(set) var items: [Item] = []
+    /// The items before the open block.
+    private var sealedItems: [Item] = []
+    /// The block rows are appended to, kept out of `sealedItems` so that appending a row
+    /// mutates it in place (taking it out of the array and putting it back retained and
+    /// released every one of its arrays, per row); it is the last item while there is one.
+    private var openBlock: HistoryBlockBuilder?
+    /// Every item, in order.
+    private var items: [Item] { openBlock.map { sealedItems + [.block($0)] } ?? sealedItems }
     private(set) var recordCount = 0
     private(set) var rowCount = 0
     private(set) var firstStep: Int64 = 0
@@ -89,20 +96,22 @@ struct FrameBuilder: Sendable {
     }
 
     private mutating func withOpenBlock(branch: UInt32, _ body: (inout HistoryBlockBuilder) -> Void) {
-        if case .block(var b)? = items.last, b.branch == branch {
-            items[items.count - 1] = .record(.tags([]))  // drop the reference so `b` is unique
-            let before = b.approximateBytes
-            body(&b)
-            approximateBytes += b.approximateBytes - before
-            items[items.count - 1] = .block(b)
-        } else {
-            var b = HistoryBlockBuilder(branch: branch, capacity: rowCapacity)
-            body(&b)
-            approximateBytes += b.approximateBytes
-            items.append(.block(b))
+        if openBlock?.branch != branch {
+            sealOpenBlock()
+            openBlock = HistoryBlockBuilder(branch: branch, capacity: rowCapacity)
         }
+        let before = openBlock!.approximateBytes
+        body(&openBlock!)
+        approximateBytes += openBlock!.approximateBytes - before
         recordCount += 1
         rowCount += 1
+    }
+
+    private mutating func sealOpenBlock() {
+        if let b = openBlock {
+            openBlock = nil
+            sealedItems.append(.block(b))
+        }
     }
 
     mutating func append(_ record: Record) {
@@ -110,7 +119,8 @@ struct FrameBuilder: Sendable {
             appendRow(step: row.step, timestamp: row.timestamp, values: row.values, branch: row.branch)
             return
         }
-        items.append(.record(record))
+        sealOpenBlock()
+        sealedItems.append(.record(record))
         recordCount += 1
         flags.insert(.hasState)
         if case .rewind = record { flags.insert(.hasRewind) }
@@ -134,9 +144,12 @@ struct FrameBuilder: Sendable {
 
     /// Merges the last value of every live column into `latest`, in row order.
     func mergeLastValues(into latest: inout [String: Value]) {
-        for case .block(let b) in items where b.branch == 0 {
+        func merge(_ b: HistoryBlockBuilder) {
+            guard b.branch == 0 else { return }
             for c in b.columns { if let v = c.lastValue { latest[c.key] = v } }
         }
+        for case .block(let b) in sealedItems { merge(b) }
+        if let openBlock { merge(openBlock) }
     }
 
     /// The uncompressed payload: each record as kind, body length, body.

@@ -13,6 +13,10 @@ struct HistoryBlockBuilder: Sendable {
     /// built the same way iterate their keys in the same order (though not always the order
     /// the columns were made in), so one string compare usually finds the column.
     private var lastOrder: [Int] = []
+    /// For ``append(step:timestamp:keys:doubles:)``: the column after each column in the
+    /// last row that had it (the last key's successor is the row's first, `firstColumn`).
+    private var successor: [Int] = []
+    private var firstColumn = -1
     /// A rough count of the bytes the rows take before compression.
     private(set) var approximateBytes = 0
 
@@ -175,20 +179,34 @@ struct HistoryBlockBuilder: Sendable {
         steps.append(step)
         timestamps.append(timestamp)
         approximateBytes += 12 + keys.count * 9
+        // The column guessed for each key is the one that came after the previous key's column
+        // in the previous row, cyclically (`successor`): rows with the same keys in the same
+        // order, or in a rotation of it (wandb-core writes a row's items from a Go map, which
+        // starts its walk at a random place), need one hash lookup at most, for the first key.
+        if successor.count < columns.count { successor += repeatElement(-1, count: columns.count - successor.count) }
+        var previous = -1
         for i in 0..<keys.count {
             let v = Value.double(doubles[i])
-            // Fast path: the i-th column is usually the i-th key of the previous row.
-            if i < columns.count, columns[i].key == keys[i] {
-                columns[i].append(v, row: row)
-            } else if let ci = columnIndex[keys[i]] {
+            let guess = previous < 0 ? firstColumn : successor[previous]
+            let ci: Int
+            if guess >= 0, columns[guess].key == keys[i] {
+                ci = guess
+                columns[ci].append(v, row: row)
+            } else if let found = columnIndex[keys[i]] {
+                ci = found
                 columns[ci].append(v, row: row)
             } else {
-                columnIndex[keys[i]] = columns.count
+                ci = columns.count
+                columnIndex[keys[i]] = ci
                 var c = Column(key: keys[i], first: v, row: row, capacity: steps.capacity)
                 c.append(v, row: row)
                 columns.append(c)
+                successor.append(-1)
             }
+            if previous < 0 { firstColumn = ci } else { successor[previous] = ci }
+            previous = ci
         }
+        if previous >= 0 { successor[previous] = firstColumn }
     }
 
     /// Writes the block body (without the record kind and length).

@@ -138,9 +138,9 @@ final class LogWriterCore: @unchecked Sendable {
 
     /// Appends a row of doubles keyed by `keys`, without building a dictionary: the fast path
     /// for a fixed set of metrics.
-    public func appendRow(step: Int64, timestamp: Int64? = nil, keys: [String], doubles: [Double]) throws(StoreError) {
+    public func appendRow(step: Int64, timestamp: Int64? = nil, keys: [String], doubles: [Double], keysChecked: Bool = false) throws(StoreError) {
         precondition(keys.count == doubles.count, "one key per value")
-        if Self.hasDuplicate(keys) {
+        if !keysChecked, Self.hasDuplicate(keys) {
             throw StoreError(.invalidArgument, "a key appears twice in one row", path: logPath)
         }
         let t = timestamp ?? FileSystem.nowMicros()
@@ -452,6 +452,12 @@ public final class LogWriter: @unchecked Sendable {
     /// for a fixed set of metrics. A key given twice is `.invalidArgument`.
     public func appendRow(step: Int64, timestamp: Int64? = nil, keys: [String], doubles: [Double]) throws(StoreError) {
         try core.appendRow(step: step, timestamp: timestamp, keys: keys, doubles: doubles)
+    }
+
+    /// ``appendRow(step:timestamp:keys:doubles:)`` for keys the caller has already found
+    /// distinct with ``hasDuplicate(_:)`` (the wandb import checks them to pick its path).
+    package func appendRow(step: Int64, timestamp: Int64, distinctKeys keys: [String], doubles: [Double]) throws(StoreError) {
+        try core.appendRow(step: step, timestamp: timestamp, keys: keys, doubles: doubles, keysChecked: true)
     }
 
     /// Seals the open frame and waits until everything appended so far is written (and, with

@@ -199,7 +199,15 @@ struct ValueGenerator {
                 case 0: try w.appendRow(step: row.step, timestamp: row.timestamp, values: row.values)
                 case 1: try w.append(.history(row))
                 default:
-                    let keys = ["loss", "acc", "lr", "x"].filter { _ in g.chance(60) }
+                    // Subsets of a few keys, often rotated (as wandb-core orders a row's
+                    // items) and sometimes shuffled, so that the writer's guess of each key's
+                    // column is right, wrong, and for a column it has not seen yet.
+                    var keys = ["loss", "acc", "lr", "x", "val/loss"].filter { _ in g.chance(60) }
+                    if keys.count > 1 {
+                        let r = g.int(0...keys.count - 1)
+                        keys = Array(keys[r...] + keys[..<r])
+                        if g.chance(20) { keys.swapAt(0, g.int(1...keys.count - 1)) }
+                    }
                     let doubles = keys.map { _ in g.double() }
                     try w.appendRow(step: row.step, timestamp: row.timestamp, keys: keys, doubles: doubles)
                     model.apply(.history(HistoryRow(step: row.step, timestamp: row.timestamp,
