@@ -126,7 +126,7 @@ extension Verify {
             var reader = try WandbLogReader(url: URL(fileURLWithPath: path), options: .init(corruption: salvage ? .skipToNextBlock : .throw))
             var records = 0
             while try reader.next() != nil { records += 1 }
-            let damage = reader.skipped.map { Value.object(["offset": .int(Int64($0.offset ?? 0)), "reason": .string("\($0)")]) }
+            let damage = reader.skipped.map { Value.object(["offset": .int($0.offset), "reason": .string("\($0)")]) }
             if json {
                 printJSON(["path": .string(path), "format": "wandb", "clean": .bool(damage.isEmpty), "records": .int(Int64(records)),
                            "torn_tail_bytes": .int(reader.tornTail?.byteCount ?? 0), "damaged": .array(damage)])

@@ -47,6 +47,11 @@ package struct ProtoReader {
     }
 
     package mutating func varint() throws(ProtoError) -> UInt64 {
+        // One byte: field keys, and the lengths and numbers of small fields.
+        if index < end, bytes[index] < 0x80 {
+            defer { index += 1 }
+            return UInt64(bytes[index])
+        }
         var result: UInt64 = 0
         var shift: UInt64 = 0
         let start = index

@@ -39,9 +39,15 @@ struct WandbSummaryChanges {
         return count - 1
     }
 
-    /// The group of the change at each position of the previous record: records of one run
-    /// often repeat the same keys in the same order, so one compare finds the group.
-    private var groupAt: [Int] = []
+    /// The group after each group in the last record that had it, cyclically (the last
+    /// change's successor is its record's first): wandb-core writes a record's items from a Go
+    /// map, whose walk starts at a random place, so a run's records hold the same keys in
+    /// rotations of one order, and guessing the successor of the previous change's group
+    /// finds every group but a record's first with one compare.
+    private var successor: [Int] = []
+    /// The group of the current record's first change, and of its latest.
+    private var firstGroup = -1
+    private var lastGroup = -1
 
     /// Adds a change whose key fields are `keys` in its record's bytes (nil when not
     /// contiguous); `position` is its place among its record's changes.
@@ -50,7 +56,11 @@ struct WandbSummaryChanges {
             loose.append(change)
             return
         }
-        let hint = position < groupAt.count ? groupAt[position] : -1
+        if position == 0, lastGroup >= 0, firstGroup >= 0 {
+            // The previous record ended: close its cycle.
+            successor[lastGroup] = firstGroup
+        }
+        let hint = position == 0 ? firstGroup : (lastGroup >= 0 ? successor[lastGroup] : -1)
         let g = change.bytes.withUnsafeBufferPointer { b -> Int in
             let key = UnsafeBufferPointer(rebasing: b[keyRange])
             if hint >= 0, Self.equal(keys[hint], key) { return hint }
@@ -61,6 +71,7 @@ struct WandbSummaryChanges {
             hashes.append(h)
             lastSets.append(nil)
             removalsAfter.append([])
+            successor.append(-1)
             let n = hashes.count
             if n > Self.scanLimit {
                 if n == Self.scanLimit + 1 {
@@ -71,7 +82,8 @@ struct WandbSummaryChanges {
             }
             return n - 1
         }
-        if position < groupAt.count { groupAt[position] = g } else if position == groupAt.count { groupAt.append(g) }
+        if position == 0 { firstGroup = g } else if lastGroup >= 0 { successor[lastGroup] = g }
+        lastGroup = g
         if change.removal {
             removalsAfter[g].append(change)
         } else {

@@ -433,7 +433,8 @@ public enum WandbSyncImport {
         mutating func append(_ row: Row, to w: LogWriter, defaultTime: Int64) throws {
             switch row {
             case .fast(let step, let time):
-                try w.appendRow(step: step, timestamp: time.map(WandbSyncImport.micros(seconds:)) ?? defaultTime, keys: keys, doubles: doubles)
+                // `fast` found the keys distinct.
+                try w.appendRow(step: step, timestamp: time.map(WandbSyncImport.micros(seconds:)) ?? defaultTime, distinctKeys: keys, doubles: doubles)
             case .full(let r):
                 try WandbSyncImport.appendRow(r, to: w, defaultTime: defaultTime)
             }
