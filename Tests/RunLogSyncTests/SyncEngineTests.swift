@@ -103,6 +103,26 @@ actor FakeServer: SyncTransport {
         }
     }
 
+    /// Cursors of several servers and runs share one file; each save keeps the others, and a
+    /// file as `JSONSerialization` wrote it (before this format was written by hand) still reads.
+    @Test func cursorsOfSeveralServersShareTheFile() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let a = RemoteRun(entity: "e", project: "p", id: "a"), b = RemoteRun(entity: "e", project: "p \"q\"", id: "b")
+        #expect(SyncCursor.load(directory: dir, server: "http://one", run: a) == 0)
+        try SyncCursor.save(directory: dir, server: "http://one", run: a, acknowledged: 7)
+        try SyncCursor.save(directory: dir, server: "http://two", run: b, acknowledged: 1 << 40)
+        try SyncCursor.save(directory: dir, server: "http://one", run: a, acknowledged: 9)
+        #expect(SyncCursor.load(directory: dir, server: "http://one", run: a) == 9)
+        #expect(SyncCursor.load(directory: dir, server: "http://two", run: b) == 1 << 40)
+        #expect(SyncCursor.load(directory: dir, server: "http://two", run: a) == 0)
+        #expect(SyncCursor.all(dir).count == 2)
+        try Data(#"{ "http://old#e/p/a" : 12 , "junk": "x" }"#.utf8).write(to: URL(fileURLWithPath: dir + "/" + SyncCursor.fileName))
+        #expect(SyncCursor.all(dir) == ["http://old#e/p/a": 12])
+        try Data("not json".utf8).write(to: URL(fileURLWithPath: dir + "/" + SyncCursor.fileName))
+        #expect(SyncCursor.all(dir).isEmpty)
+    }
+
     @Test func aSecondSyncSendsNothing() async throws {
         let root = tempDir()
         defer { try? FileManager.default.removeItem(atPath: root) }
