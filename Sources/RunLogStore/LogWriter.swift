@@ -65,7 +65,9 @@ final class LogWriterCore: @unchecked Sendable {
         let lock = try acquireLock(directory: directory)
         let logPath = directory + "/" + LogFormat.logFileName
         if !FileSystem.exists(logPath) {
-            try createEmptyLog(at: logPath)
+            // Not synced for a writer that never syncs (`.none`: survives a kill, not a power
+            // loss): a header lost to a power cut reads as a torn log, rewritten just below.
+            try createEmptyLog(at: logPath, sync: configuration.durability != .none)
         }
         let reader = try LogReader(path: logPath, logger: logger)
         let file = try FileHandleFD(path: logPath, flags: O_RDWR)
@@ -88,14 +90,14 @@ final class LogWriterCore: @unchecked Sendable {
     }
 
     /// Writes a new log with only its header, atomically (temp file, fsync, rename).
-    static func createEmptyLog(at path: String) throws(StoreError) {
+    static func createEmptyLog(at path: String, sync: Bool = true) throws(StoreError) {
         let tmp = path + ".tmp"
         let f = try FileHandleFD(path: tmp, flags: O_WRONLY | O_CREAT | O_TRUNC)
         try f.write(FileHeader(created: FileSystem.nowMicros()).encode(), at: 0)
-        try f.sync()
+        if sync { try f.sync() }
         f.close()
         try FileSystem.rename(tmp, path)
-        FileSystem.syncDirectory(FileSystem.parent(of: path))
+        if sync { FileSystem.syncDirectory(FileSystem.parent(of: path)) }
     }
 
     /// Takes the run's writer lock or fails naming who holds it.

@@ -166,6 +166,8 @@ func patch(_ path: String, at offset: Int, _ bytes: [UInt8]) throws {
         #expect(readBytes(run + "/run.rlog").count == log.bytes.count)
     }
 
+    /// What a kill during creation leaves, and what a power cut may leave of a log that a
+    /// writer with durability `.none` created (its header is not synced).
     @Test func logTornWhileBeingCreatedHasNoFrames() throws {
         for length in [0, 1, 5, 8, 20, 31] {
             let dir = TempDir()
