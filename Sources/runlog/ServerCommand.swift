@@ -28,6 +28,7 @@ struct ServerCommand: AsyncParsableCommand {
 
     struct Serve: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "serve",
             abstract: "Serve native ingest, the W&B protocol, the JSON read API and the web UI.",
             discussion: """
                 Runs schema migrations at start. Several servers may share one PostgreSQL database (behind a load balancer); \

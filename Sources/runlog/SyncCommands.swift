@@ -7,6 +7,7 @@ import Synchronization
 
 struct Sync: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "sync",
         abstract: "Send runs to a RunLog server: parallel, incremental, idempotent, resumable.",
         discussion: "Each PATH is a run directory or a folder searched for runs (default: ./runlog). Only frames the server has not acknowledged are sent, as stored. A progress bar on a terminal, JSON lines otherwise.")
 
@@ -211,7 +212,7 @@ final class SyncProgress: Sendable {
 }
 
 struct Ls: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List local runs: state, steps, size on disk, synced or not.")
+    static let configuration = CommandConfiguration(commandName: "ls", abstract: "List local runs: state, steps, size on disk, synced or not.")
     @Argument(help: "A folder holding runs (default: ./runlog).") var path = "runlog"
     @Option(help: "Server whose sync state to show (default: the login host).") var server: String?
     @Flag(help: "JSON lines.") var json = false
@@ -247,7 +248,7 @@ struct Ls: ParsableCommand {
 }
 
 struct Login: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Save an API key for a server (in a file only you can read).")
+    static let configuration = CommandConfiguration(commandName: "login", abstract: "Save an API key for a server (in a file only you can read).")
     @Option(help: "Server URL.") var host: String
     @Option(help: "API key (default: read from standard input).") var key: String?
     @Option(help: "Default entity for runs that name none.") var entity: String?
@@ -303,6 +304,7 @@ extension RunDirectory {
 
 struct Import: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "import",
         abstract: "Convert wandb offline runs (offline-run-*/ or .wandb files) into RunLog runs.",
         discussion: "A file cut short by a kill imports everything that is whole. Each run lands in DIR/<project>/<id>-<dir name>.")
     @Argument(help: "wandb offline run directories or .wandb files.") var paths: [String]
