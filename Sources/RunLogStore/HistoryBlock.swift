@@ -203,10 +203,11 @@ struct HistoryBlockBuilder: Sendable {
                 columns.append(c)
                 successor.append(-1)
             }
-            if previous < 0 { firstColumn = ci } else { successor[previous] = ci }
+            // Written only when it changes: a read costs less than a write to the array.
+            if previous < 0 { firstColumn = ci } else if successor[previous] != ci { successor[previous] = ci }
             previous = ci
         }
-        if previous >= 0 { successor[previous] = firstColumn }
+        if previous >= 0, successor[previous] != firstColumn { successor[previous] = firstColumn }
     }
 
     /// Writes the block body (without the record kind and length).
