@@ -277,13 +277,12 @@ public struct WandbRun: Sendable {
                 return
             }
             // Updates first, then removals, as for a decoded record.
-            var position = 0
+            rawSummary.beginRecord()
             for pass in 0..<2 {
                 for (item, removal, keys) in scratch where removal == (pass == 1) {
                     let change = WandbSummaryChanges.Change(bytes: raw.bytes, item: item, removal: removal, number: number,
                                                             offset: raw.offset, order: rawSummary.nextOrder())
-                    rawSummary.add(change, keys: keys, position: position)
-                    position += 1
+                    rawSummary.add(change, keys: keys)
                 }
             }
         }

@@ -45,22 +45,26 @@ struct WandbSummaryChanges {
     /// rotations of one order, and guessing the successor of the previous change's group
     /// finds every group but a record's first with one compare.
     private var successor: [Int] = []
-    /// The group of the current record's first change, and of its latest.
+    /// The group of the current record's first change, and of its latest (-1 before the
+    /// record's first).
     private var firstGroup = -1
     private var lastGroup = -1
 
-    /// Adds a change whose key fields are `keys` in its record's bytes (nil when not
-    /// contiguous); `position` is its place among its record's changes.
-    mutating func add(_ change: Change, keys keyRange: Range<Int>?, position: Int) {
+    /// Starts a record's changes: the previous record's cycle closes (its first group follows
+    /// its last).
+    mutating func beginRecord() {
+        if lastGroup >= 0, firstGroup >= 0, successor[lastGroup] != firstGroup { successor[lastGroup] = firstGroup }
+        lastGroup = -1
+    }
+
+    /// Adds a change of the current record whose key fields are `keys` in its record's bytes
+    /// (nil when not contiguous).
+    mutating func add(_ change: Change, keys keyRange: Range<Int>?) {
         guard let keyRange else {
             loose.append(change)
             return
         }
-        if position == 0, lastGroup >= 0, firstGroup >= 0 {
-            // The previous record ended: close its cycle.
-            successor[lastGroup] = firstGroup
-        }
-        let hint = position == 0 ? firstGroup : (lastGroup >= 0 ? successor[lastGroup] : -1)
+        let hint = lastGroup < 0 ? firstGroup : successor[lastGroup]
         let g = change.bytes.withUnsafeBufferPointer { b -> Int in
             let key = UnsafeBufferPointer(rebasing: b[keyRange])
             if hint >= 0, Self.equal(keys[hint], key) { return hint }
@@ -82,7 +86,8 @@ struct WandbSummaryChanges {
             }
             return n - 1
         }
-        if position == 0 { firstGroup = g } else if lastGroup >= 0 { successor[lastGroup] = g }
+        // Written only when it changes: a read costs less than a write to the array.
+        if lastGroup < 0 { firstGroup = g } else if successor[lastGroup] != g { successor[lastGroup] = g }
         lastGroup = g
         if change.removal {
             removalsAfter[g].append(change)
